@@ -1,0 +1,43 @@
+"""``python -m slipstream script.py [args]`` / ``python -m slipstream -m module [args]``.
+
+Runs an ordinary asyncio program with slipstream installed as the loop, the way
+``python script.py`` would run it: same ``sys.argv``, ``__main__`` module,
+``sys.path[0]`` and exit status.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+from . import install
+
+USAGE = """usage: python -m slipstream script.py [args...]
+       python -m slipstream -m module [args...]
+
+Runs an asyncio program with slipstream as its event loop."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    install()
+    if args[0] == "-m":
+        if len(args) < 2:
+            print(USAGE, file=sys.stderr)
+            return 2
+        sys.argv = args[1:]
+        runpy.run_module(args[1], run_name="__main__", alter_sys=True)
+        return 0
+    import os
+
+    sys.argv = args
+    sys.path[0] = os.path.dirname(os.path.abspath(args[0]))
+    runpy.run_path(args[0], run_name="__main__")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

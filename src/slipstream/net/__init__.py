@@ -1,0 +1,1 @@
+"""Networking on the loop core: sockets, name resolution, TCP/Unix/UDP endpoints and servers."""

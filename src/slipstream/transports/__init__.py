@@ -1,0 +1,1 @@
+"""Transports: the objects that move bytes between a descriptor and a protocol."""

@@ -1,0 +1,1 @@
+"""POSIX-only facilities: pipes, subprocesses and signals."""

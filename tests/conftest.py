@@ -1,0 +1,42 @@
+"""Shared fixtures: every behavioural test runs on stock asyncio *and* on slipstream.
+
+A test that takes the ``loop_factory`` fixture is run once per loop, so a
+passing suite shows that slipstream behaves like asyncio, not merely that it
+does not crash.  ``run(coro)`` runs a coroutine to completion on that loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+import slipstream
+
+T = TypeVar("T")
+
+LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.SelectorEventLoop,
+    "slipstream": slipstream.new_event_loop,
+}
+
+
+@pytest.fixture(params=sorted(LOOP_FACTORIES))
+def loop_factory(request: pytest.FixtureRequest) -> Callable[[], asyncio.AbstractEventLoop]:
+    """The loop under test: ``asyncio`` (the reference) or ``slipstream``."""
+    return LOOP_FACTORIES[request.param]
+
+
+@pytest.fixture
+def run(
+    loop_factory: Callable[[], asyncio.AbstractEventLoop],
+) -> Callable[[Coroutine[Any, Any, T]], T]:
+    """Run a coroutine to completion on a fresh loop of the kind under test."""
+
+    def runner(coro: Coroutine[Any, Any, T]) -> T:
+        with asyncio.Runner(loop_factory=loop_factory) as r:
+            return r.run(coro)
+
+    return runner
