@@ -17,7 +17,7 @@ def new_event_loop() -> EventLoop:
     return EventLoop()
 
 
-class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):  # type: ignore[misc, name-defined]
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
     """The default asyncio policy, creating slipstream loops."""
 
     def new_event_loop(self) -> EventLoop:

@@ -84,7 +84,15 @@ class ErrorReporting:
                 logger.error("Exception in default exception handler", exc_info=True)
             return
         try:
-            handler(self, context)
+            # The handler runs in the context of the object that failed (a
+            # task's, a handle's), so context variables it reads are the ones
+            # the failing code saw (CPython gh-96704).
+            owner = context.get("task") or context.get("future") or context.get("handle")
+            owner_context = getattr(owner, "get_context", None)
+            if owner_context is not None:
+                owner_context().run(handler, self, context)
+            else:
+                handler(self, context)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

@@ -7,9 +7,10 @@ import concurrent.futures
 import threading
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, TypeVarTuple
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 
 class ExecutorSupport:
@@ -32,8 +33,8 @@ class ExecutorSupport:
     def run_in_executor(
         self,
         executor: concurrent.futures.Executor | None,
-        func: Callable[..., _T],
-        *args: Any,
+        func: Callable[[Unpack[_Ts]], _T],
+        *args: *_Ts,
     ) -> asyncio.Future[_T]:
         self._check_closed()
         if self._debug:

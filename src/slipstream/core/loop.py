@@ -27,7 +27,7 @@ import threading
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Generator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from ..backends import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend, create_backend
 from .errors import ErrorReporting, logger
@@ -35,16 +35,20 @@ from .executors import ExecutorSupport
 from .handles import Handle, TimerHandle
 
 _T = TypeVar("_T")
+_Ts = TypeVarTuple("_Ts")
 
 # When more than this many timers are cancelled and they make up more than half
 # of the heap, the heap is rebuilt without them (a server that arms and cancels a
 # timeout per request would otherwise grow the heap without bound).
 _MIN_CANCELLED_TIMERS_TO_PURGE = 100
 
+FileDescriptorLike = int | Any
+"""A descriptor number or an object with a ``fileno()`` method."""
+
 _COROUTINE_ORIGIN_DEPTH = 10
 
 
-def fileobj_to_fd(fileobj: int | Any) -> int:
+def fileobj_to_fd(fileobj: FileDescriptorLike) -> int:
     """The descriptor of ``fileobj`` (an int or anything with ``fileno()``)."""
     if isinstance(fileobj, int):
         fd = fileobj
@@ -163,11 +167,11 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
             self._track_coroutine_origins(False)
             sys.set_asyncgen_hooks(*old_hooks)
 
-    def run_until_complete(self, future: Awaitable[_T]) -> _T:
+    def run_until_complete(self, future: Generator[Any, None, _T] | Awaitable[_T]) -> _T:
         self._check_closed()
         self._check_not_running()
         new_task = not asyncio.isfuture(future)
-        fut: asyncio.Future[_T] = asyncio.ensure_future(future, loop=self)
+        fut: asyncio.Future[_T] = asyncio.ensure_future(future, loop=self)  # type: ignore[arg-type]
         if new_task:
             # The task is an implementation detail of this call: if the loop
             # is interrupted, do not also log that it was destroyed pending.
@@ -222,7 +226,10 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         return time.monotonic()
 
     def call_soon(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
     ) -> Handle:
         if self._closed:
             raise RuntimeError("Event loop is closed")
@@ -238,7 +245,10 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         return handle
 
     def call_soon_threadsafe(
-        self, callback: Callable[..., object], *args: Any, context: contextvars.Context | None = None
+        self,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
     ) -> Handle:
         self._check_closed()
         if self._debug or not callable(callback):
@@ -253,8 +263,8 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     def call_later(
         self,
         delay: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> TimerHandle:
         if delay is None:
@@ -267,8 +277,8 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     def call_at(
         self,
         when: float,
-        callback: Callable[..., object],
-        *args: Any,
+        callback: Callable[[Unpack[_Ts]], object],
+        *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> TimerHandle:
         if when is None:
@@ -301,7 +311,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     def create_future(self) -> asyncio.Future[Any]:
         return asyncio.Future(loop=self)
 
-    def create_task(  # type: ignore[override]
+    def create_task(
         self,
         coro: Generator[Any, None, _T] | Awaitable[_T],
         *,
@@ -350,26 +360,30 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         events = (READABLE if fd in self._readers else 0) | (WRITABLE if fd in self._writers else 0)
         self._backend.set_interest(fd, events)
 
-    def add_reader(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
+    def add_reader(
+        self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts
+    ) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
         self._check_fd_unowned(fd)
         self.watch_readable(fd, callback, *args)
 
-    def add_writer(self, fd: Any, callback: Callable[..., object], *args: Any) -> None:
+    def add_writer(
+        self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts
+    ) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
         self._check_fd_unowned(fd)
         self.watch_writable(fd, callback, *args)
 
-    def remove_reader(self, fd: Any) -> bool:
+    def remove_reader(self, fd: FileDescriptorLike) -> bool:
         if self._closed:
             return False
         fd = fileobj_to_fd(fd)
         self._check_fd_unowned(fd)
         return self.unwatch_readable(fd)
 
-    def remove_writer(self, fd: Any) -> bool:
+    def remove_writer(self, fd: FileDescriptorLike) -> bool:
         if self._closed:
             return False
         fd = fileobj_to_fd(fd)
@@ -497,6 +511,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
                     ready.append(timer)
 
         self._iterations += 1
+        timer = None  # type: ignore[assignment]
         if self._debug:
             self._run_ready_debug(len(ready))
             return
@@ -511,6 +526,10 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
                 raise
             except BaseException as exc:
                 self.report_callback_error(handle, exc)
+        # A traceback stored by a failed task keeps this frame (its caller)
+        # alive, and the frame keeps its locals: drop the last handle so the
+        # task is not kept alive by a cycle until the next gc run.
+        handle = timer = None  # type: ignore[assignment]
 
     def _run_ready_debug(self, count: int) -> None:
         ready = self._ready
@@ -527,6 +546,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
             elapsed = self.time() - started
             if elapsed >= self.slow_callback_duration:
                 logger.warning("Executing %r took %.3f seconds", handle, elapsed)
+        handle = None  # type: ignore[assignment]  # see _run_once
 
     def _purge_cancelled_timers(self) -> None:
         kept = []
@@ -548,6 +568,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
                 f"asynchronous generator {agen!r} was scheduled after "
                 "loop.shutdown_asyncgens() call",
                 ResourceWarning,
+                stacklevel=2,
                 source=self,
             )
         self._asyncgens.add(agen)
