@@ -33,7 +33,7 @@ class ExecutorSupport:
     def run_in_executor(
         self,
         executor: concurrent.futures.Executor | None,
-        func: Callable[[Unpack[_Ts]], _T],
+        func: Callable[[*_Ts], _T],
         *args: *_Ts,
     ) -> asyncio.Future[_T]:
         self._check_closed()

@@ -227,7 +227,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
 
     def call_soon(
         self,
-        callback: Callable[[Unpack[_Ts]], object],
+        callback: Callable[[*_Ts], object],
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> Handle:
@@ -246,7 +246,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
 
     def call_soon_threadsafe(
         self,
-        callback: Callable[[Unpack[_Ts]], object],
+        callback: Callable[[*_Ts], object],
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> Handle:
@@ -263,7 +263,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     def call_later(
         self,
         delay: float,
-        callback: Callable[[Unpack[_Ts]], object],
+        callback: Callable[[*_Ts], object],
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> TimerHandle:
@@ -277,7 +277,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     def call_at(
         self,
         when: float,
-        callback: Callable[[Unpack[_Ts]], object],
+        callback: Callable[[*_Ts], object],
         *args: *_Ts,
         context: contextvars.Context | None = None,
     ) -> TimerHandle:
@@ -361,7 +361,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         self._backend.set_interest(fd, events)
 
     def add_reader(
-        self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts
+        self, fd: FileDescriptorLike, callback: Callable[[*_Ts], object], *args: *_Ts
     ) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
@@ -369,7 +369,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         self.watch_readable(fd, callback, *args)
 
     def add_writer(
-        self, fd: FileDescriptorLike, callback: Callable[[Unpack[_Ts]], object], *args: *_Ts
+        self, fd: FileDescriptorLike, callback: Callable[[*_Ts], object], *args: *_Ts
     ) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
