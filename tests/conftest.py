@@ -14,12 +14,20 @@ from typing import Any, TypeVar
 import pytest
 
 import slipstream
+from slipstream.backends import create_backend
 
 T = TypeVar("T")
+
+
+def _slipstream_on_selectors() -> asyncio.AbstractEventLoop:
+    return slipstream.EventLoop(backend=create_backend("selector"))
+
 
 LOOP_FACTORIES: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
     "asyncio": asyncio.SelectorEventLoop,
     "slipstream": slipstream.new_event_loop,
+    # The portable backend runs the same tests, so both backends stay in lockstep.
+    "slipstream-selector": _slipstream_on_selectors,
 }
 
 

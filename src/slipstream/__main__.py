@@ -7,6 +7,7 @@ Runs an ordinary asyncio program with slipstream installed as the loop, the way
 
 from __future__ import annotations
 
+import os
 import runpy
 import sys
 
@@ -14,6 +15,8 @@ from . import install
 
 USAGE = """usage: python -m slipstream script.py [args...]
        python -m slipstream -m module [args...]
+       python -m slipstream bench [options]    (side-by-side benchmarks; --help)
+       python -m slipstream demo               (the examples, then a short benchmark)
 
 Runs an asyncio program with slipstream as its event loop."""
 
@@ -23,6 +26,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args or args[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if args else 2
+    if args[0] in ("bench", "demo"):
+        from .bench import cli
+
+        return cli.main(args[1:]) if args[0] == "bench" else cli.demo(args[1:])
     install()
     if args[0] == "-m":
         if len(args) < 2:
@@ -31,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.argv = args[1:]
         runpy.run_module(args[1], run_name="__main__", alter_sys=True)
         return 0
-    import os
-
     sys.argv = args
     sys.path[0] = os.path.dirname(os.path.abspath(args[0]))
     runpy.run_path(args[0], run_name="__main__")

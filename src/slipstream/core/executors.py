@@ -40,10 +40,10 @@ class ExecutorSupport:
         if self._debug:
             self._check_callback(func, "run_in_executor")
         if executor is None:
+            if self._executor_shutdown_called:
+                raise RuntimeError("Executor shutdown has been called")
             executor = self._default_executor
             if executor is None:
-                if self._executor_shutdown_called:
-                    raise RuntimeError("Executor shutdown has been called")
                 executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="asyncio")
                 self._default_executor = executor
         return asyncio.wrap_future(executor.submit(func, *args), loop=self)  # type: ignore[arg-type]

@@ -351,7 +351,8 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         if self._fd_owners.get(fd) is owner:
             del self._fd_owners[fd]
 
-    def _check_fd_unowned(self, fd: int) -> None:
+    def check_fd_unowned(self, fd: int) -> None:
+        """Raise RuntimeError if a transport that is not closing owns ``fd`` (see claim_fd)."""
         owner = self._fd_owners.get(fd)
         if owner is not None and not getattr(owner, "is_closing", lambda: True)():
             raise RuntimeError(f"File descriptor {fd!r} is used by transport {owner!r}")
@@ -365,7 +366,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     ) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
-        self._check_fd_unowned(fd)
+        self.check_fd_unowned(fd)
         self.watch_readable(fd, callback, *args)
 
     def add_writer(
@@ -373,28 +374,31 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
     ) -> None:
         self._check_closed()
         fd = fileobj_to_fd(fd)
-        self._check_fd_unowned(fd)
+        self.check_fd_unowned(fd)
         self.watch_writable(fd, callback, *args)
 
     def remove_reader(self, fd: FileDescriptorLike) -> bool:
         if self._closed:
             return False
         fd = fileobj_to_fd(fd)
-        self._check_fd_unowned(fd)
+        self.check_fd_unowned(fd)
         return self.unwatch_readable(fd)
 
     def remove_writer(self, fd: FileDescriptorLike) -> bool:
         if self._closed:
             return False
         fd = fileobj_to_fd(fd)
-        self._check_fd_unowned(fd)
+        self.check_fd_unowned(fd)
         return self.unwatch_writable(fd)
 
     # The watch_*/unwatch_* pair is add_reader & co. without the ownership
     # check: transports use them for the descriptors they own.
 
-    def watch_readable(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
-        """Run ``callback(*args)`` whenever ``fd`` is readable (replaces any previous one)."""
+    def watch_readable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` whenever ``fd`` is readable (replaces any previous one).
+
+        Returns the handle: it is cancelled once the callback is replaced or unwatched.
+        """
         self._check_closed()
         handle = Handle(callback, args, self, None)
         old = self._readers.get(fd)
@@ -407,9 +411,13 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
                 raise
         else:
             old.cancel()
+        return handle
 
-    def watch_writable(self, fd: int, callback: Callable[..., object], *args: Any) -> None:
-        """Run ``callback(*args)`` whenever ``fd`` is writable (replaces any previous one)."""
+    def watch_writable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` whenever ``fd`` is writable (replaces any previous one).
+
+        Returns the handle: it is cancelled once the callback is replaced or unwatched.
+        """
         self._check_closed()
         handle = Handle(callback, args, self, None)
         old = self._writers.get(fd)
@@ -422,6 +430,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
                 raise
         else:
             old.cancel()
+        return handle
 
     def unwatch_readable(self, fd: int) -> bool:
         """Stop watching ``fd`` for reading; False if it was not watched."""
