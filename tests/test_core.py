@@ -240,7 +240,7 @@ def test_slow_callback_warning_in_debug_mode(
     loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture
 ) -> None:
     loop.set_debug(True)
-    loop.slow_callback_duration = 0.01  # type: ignore[attr-defined]
+    loop.slow_callback_duration = 0.01
     loop.call_soon(time.sleep, 0.03)
     with caplog.at_level(logging.WARNING, logger="asyncio"):
         loop.run_until_complete(asyncio.sleep(0.05))

@@ -81,6 +81,18 @@ class Handle(asyncio.Handle):
         self._repr = None
         self._source_traceback = capture_stack(sys._getframe(1)) if loop._debug else None
 
+    def cancel(self) -> None:
+        if not self._cancelled:
+            self._cancel()
+
+    def _cancel(self) -> None:
+        self._cancelled = True
+        if self._loop._debug:
+            # Keep a readable repr for debug logs after the references go.
+            self._repr = repr(self)  # type: ignore[assignment]
+        self._callback = None
+        self._args = None
+
     def _run(self) -> None:
         """Run the callback, reporting (not raising) an ordinary exception."""
         try:
@@ -107,15 +119,21 @@ class TimerHandle(asyncio.TimerHandle, Handle):
         loop: CoreLoop,
         context: contextvars.Context | None = None,
     ) -> None:
-        Handle.__init__(self, callback, args, loop, context)
-        if self._source_traceback:
-            del self._source_traceback[-1]  # this __init__ itself
+        # Handle.__init__ inlined: timers are created as often as callbacks.
+        self._callback = callback
+        self._args = args
+        self._loop = loop
+        self._context = contextvars.copy_context() if context is None else context
+        self._cancelled = False
+        self._repr = None
+        self._source_traceback = capture_stack(sys._getframe(1)) if loop._debug else None
         self._when = when
         # True while the handle sits in the loop's timer heap; the loop uses it
         # to count cancelled timers still occupying the heap.
         self._scheduled = False
 
     def cancel(self) -> None:
-        if not self._cancelled and self._scheduled:
-            self._loop.timer_cancelled()
-        Handle.cancel(self)
+        if not self._cancelled:
+            if self._scheduled:
+                self._loop.timer_cancelled()
+            self._cancel()
