@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -87,7 +88,9 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         self._readers: dict[int, Handle] = {}
         self._writers: dict[int, Handle] = {}
         # Which object (a transport) owns a descriptor; add_reader refuses it.
-        self._fd_owners: dict[int, object] = {}
+        # Weak, as asyncio's: a transport dropped unclosed must still be
+        # collected (and warn), not be kept alive by this map.
+        self._fd_owners: weakref.WeakValueDictionary[int, object] = weakref.WeakValueDictionary()
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         self._closed = False
         self._stopping = False
