@@ -5,6 +5,7 @@ from __future__ import annotations
 from .core import CoreLoop
 from .net.datagram import DatagramEndpoints
 from .net.dns import NameResolution
+from .net.sendfile import SendfileSupport
 from .net.sockets import SocketOperations
 from .net.streams import StreamEndpoints
 from .tls.endpoints import TLSSupport
@@ -15,6 +16,7 @@ from .unix.subprocesses import SubprocessSupport
 
 class EventLoop(
     StreamEndpoints,
+    SendfileSupport,
     TLSSupport,
     DatagramEndpoints,
     SocketOperations,

@@ -309,6 +309,11 @@ class CoreLoop(ErrorReporting, ExecutorSupport, asyncio.AbstractEventLoop):
         """Called by a scheduled :class:`TimerHandle` when it is cancelled."""
         self._cancelled_timers += 1
 
+    def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None:
+        # The name asyncio's own TimerHandle.cancel() calls; only reached if
+        # someone schedules a stock asyncio.TimerHandle by hand.
+        self.timer_cancelled()
+
     def _check_callback(self, callback: object, method: str) -> None:
         if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
             raise TypeError(f"coroutines cannot be used with {method}()")
