@@ -29,13 +29,36 @@ record() { # record STATUS NAME DETAIL
     if [[ $1 == PASS ]]; then PASSED=$((PASSED + 1)); else FAILED=$((FAILED + 1)); fi
 }
 
+TESTS_PASSED=0
+TESTS_FAILED=0
+TESTS_SKIPPED=0
+
+# count_tests LOGFILE : add the counts of a pytest summary ("12 passed, 1 skipped in 3.2s") or of
+# the conformance runner's closing line ("conformance: 690 passed, 0 failed, 1 skipped") to the
+# totals, so the script's last line reports tests, not steps.
+count_tests() {
+    local line n
+    line=$(grep -E '^(conformance: )?[0-9]+ (passed|failed)|^=+ .*[0-9]+ (passed|failed)' "$1" | tail -n 1)
+    [[ -n $line ]] || return 0
+    n=$(grep -oE '[0-9]+ passed' <<<"$line" | grep -oE '[0-9]+') && TESTS_PASSED=$((TESTS_PASSED + n))
+    for n in $(grep -oE '[0-9]+ (failed|errors?)' <<<"$line" | grep -oE '^[0-9]+'); do
+        TESTS_FAILED=$((TESTS_FAILED + n))
+    done
+    n=$(grep -oE '[0-9]+ skipped' <<<"$line" | grep -oE '[0-9]+') && TESTS_SKIPPED=$((TESTS_SKIPPED + n))
+    return 0
+}
+
 # run_step NAME COMMAND... : run one step under a timeout and record its outcome.
 run_step() {
     local name=$1
     shift
     log "$name: $*"
-    local started=$SECONDS rc=0
-    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" || rc=$?
+    local started=$SECONDS rc=0 out
+    out=$(mktemp)
+    timeout --kill-after=30 "$STEP_TIMEOUT" "$@" 2>&1 | tee "$out" || true
+    rc=${PIPESTATUS[0]}
+    count_tests "$out"
+    rm -f "$out"
     local took="$((SECONDS - started))s"
     if ((rc == 0)); then
         record PASS "$name" "$took"
@@ -123,5 +146,8 @@ done
 log "Summary"
 printf '%s\n' "${SUMMARY[@]}"
 echo
-echo "steps: $PASSED passed, $FAILED failed"
+echo "steps: $PASSED of $((PASSED + FAILED)) passed"
+# A failed step that ran no counted test (a lint error, a crash) still fails the run.
+((FAILED == 0)) || ((TESTS_FAILED > 0)) || TESTS_FAILED=$FAILED
+echo "total: $TESTS_PASSED passed, $TESTS_FAILED failed, $TESTS_SKIPPED skipped"
 ((FAILED == 0))
