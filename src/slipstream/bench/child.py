@@ -1,0 +1,37 @@
+"""``python -m slipstream.bench.child SPEC``: one measurement on one loop, in a fresh interpreter.
+
+SPEC is a JSON object: ``{"task": "micro", "loop": L, "names": [...], "scale": S}``
+prints ``result {JSON}`` (ns/op per benchmark); ``{"task": "server", "loop": L,
+"kind": K, "mode": M, "target": N}`` runs a server from
+:mod:`slipstream.bench.servers` until terminated.  A fresh interpreter per
+measurement keeps one loop's imports, caches and heap out of another's numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from .loops import loop_factory
+from .micro import run_micro
+from .servers import announce, serve
+
+
+def main(argv: list[str]) -> int:
+    spec: dict[str, Any] = json.loads(argv[0])
+    factory = loop_factory(spec["loop"])
+    with asyncio.Runner(loop_factory=factory) as runner:
+        if spec["task"] == "micro":
+            results = runner.run(run_micro(list(spec["names"]), float(spec["scale"])))
+            announce("result " + json.dumps(results))
+        elif spec["task"] == "server":
+            runner.run(serve(spec["kind"], spec.get("mode", ""), int(spec.get("target", 0))))
+        else:
+            raise ValueError(f"unknown task {spec['task']!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

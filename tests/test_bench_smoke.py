@@ -1,0 +1,100 @@
+"""The benchmark harness works: a smoke run of seconds, never a timing assertion.
+
+``python -m slipstream bench --quick`` runs the real machinery (a child
+interpreter per loop, the JSON document, the table) with tiny operation counts.
+These tests check that it runs and reports every expected row; they make no
+claim about speed, which only a full, interleaved run on a quiet machine can.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from slipstream.bench import micro
+from slipstream.bench.jobs import select_jobs
+from slipstream.bench.report import speedup, table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(tmp_path: Path, *args: str) -> dict[str, Any]:
+    results = tmp_path / "bench.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run(
+        [sys.executable, "-m", "slipstream", "bench", "--quick", *args, "--json", str(results),
+         "--chart", str(tmp_path / "bench.png")],
+        capture_output=True, text=True, env=env, timeout=90, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    document: dict[str, Any] = json.loads(results.read_text())
+    return document
+
+
+def test_quick_micro_run_reports_every_row(tmp_path: Path) -> None:
+    document = run_bench(tmp_path, "--loops", "asyncio,slipstream", "--only", "micro")
+    assert document["loops"] == ["asyncio", "slipstream"]
+    rows = {row["key"]: row for row in document["rows"]}
+    assert sorted(rows) == sorted(f"micro.{bench.name}" for bench in micro.BENCHMARKS)
+    for row in rows.values():
+        assert row["unit"] == "ns/op"
+        for loop in ("asyncio", "slipstream"):
+            entry = row["loops"][loop]
+            assert entry["errors"] == [], entry
+            assert entry["median"] > 0
+        assert set(row["speedup_vs_asyncio"]) == {"asyncio", "slipstream"}
+    assert document["machine"]["python"]
+
+
+def test_quick_echo_run_on_asyncio(tmp_path: Path) -> None:
+    document = run_bench(tmp_path, "--loops", "asyncio", "--only", "echo.protocol.1k")
+    rows = {row["key"]: row for row in document["rows"]}
+    assert set(rows) == {"echo.protocol.1k.rps", "echo.protocol.1k.cpu"}
+    entry = rows["echo.protocol.1k.rps"]["loops"]["asyncio"]
+    assert entry["errors"] == [], entry
+    assert entry["median"] > 0
+    assert 0 < entry["loadgen_cpu_median"] <= 1.5  # a fraction of one core, not a percentage
+
+
+def test_selectors_pick_jobs_by_dotted_parts() -> None:
+    assert [job.key for job in select_jobs(["echo.1k"])] == [
+        "echo.protocol.1k",
+        "echo.streams.1k",
+        "echo.sock.1k",
+    ]
+    assert [job.key for job in select_jobs(["micro", "http"])] == ["micro", "http"]
+    with pytest.raises(ValueError, match="unknown benchmark nonsense"):
+        select_jobs(["nonsense"])
+
+
+def test_speedup_is_above_one_for_the_better_value() -> None:
+    assert speedup(200.0, 100.0, higher_is_better=True) == 2.0
+    assert speedup(50.0, 100.0, higher_is_better=False) == 2.0
+
+
+def test_table_shows_errors_as_footnotes() -> None:
+    document: dict[str, Any] = {
+        "loops": ["asyncio", "slipstream"],
+        "rows": [
+            {
+                "key": "echo.sock.1k.rps",
+                "label": "echo sock 1 KiB",
+                "unit": "req/s",
+                "loops": {
+                    "asyncio": {"samples": [1.0], "errors": [], "median": 1.0, "min": 1.0,
+                                "max": 1.0},
+                    "slipstream": {"samples": [], "errors": ["NotImplementedError: sock_recv"]},
+                },
+                "speedup_vs_asyncio": {"asyncio": 1.0},
+            }
+        ],
+    }  # fmt: skip
+    text = table(document)
+    assert "error (1)" in text
+    assert "(1) slipstream: NotImplementedError: sock_recv" in text
