@@ -139,8 +139,8 @@ for version in "${PYTHONS[@]}"; do
         run_step "py$version: mypy --strict" "$venv_python" -m mypy
     fi
     run_step "py$version: pytest" "$venv_python" -m pytest -q
-    run_step "py$version: conformance (core)" \
-        "$venv_python" -m tests.conformance.run --loop slipstream --scope core
+    run_step "py$version: conformance" \
+        "$venv_python" -m tests.conformance.run --loop slipstream --scope all
 done
 
 log "Summary"

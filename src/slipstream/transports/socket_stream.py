@@ -1,0 +1,546 @@
+"""The TCP / Unix stream socket transport: the whole :class:`asyncio.Transport` API.
+
+How bytes move, and why it is shaped this way:
+
+* **Reading.**  The transport watches its descriptor with the core's
+  ``watch_readable``; the core queues the long-lived watch handle when epoll says
+  readable, and the handle calls straight into :meth:`SocketTransport._read_ready`
+  (or its BufferedProtocol twin): one ``recv`` of at most 64 KiB, one
+  ``data_received``.  No per-event objects besides the data itself.  Which of
+  the two methods is registered is decided when the protocol is set, so the
+  hot path never asks "is this a BufferedProtocol?".
+* **Writing.**  ``write()`` first tries ``send()`` right away: most writes fit
+  in the kernel's buffer and never touch the loop.  Only the rest is buffered and
+  the descriptor watched for writability; everything written meanwhile queues
+  behind it, and the next writable event hands the whole queue to the kernel in
+  one ``sendmsg()`` — so a burst of small writes in one loop turn costs one
+  system call, not one each.
+* **Closing.**  ``close()`` stops reading, lets the buffer drain, then calls
+  ``connection_lost(None)`` once; ``abort()`` drops the buffer.  Errors close the
+  transport with ``connection_lost(exc)``; errors that are not ``OSError`` (a
+  protocol callback raising) are also reported to the loop's exception handler,
+  as asyncio does.
+
+The transport claims its descriptor on the loop (``claim_fd``), so a user's
+``add_reader`` on it raises ``RuntimeError`` while the transport is open, exactly
+like asyncio's "File descriptor ... is used by transport".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import itertools
+import socket
+import sys
+import warnings
+from asyncio.constants import _SendfileMode as SendfileMode
+from asyncio.trsock import TransportSocket
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ..core.errors import logger
+from .flow import WriteFlowControl
+
+if TYPE_CHECKING:
+    from ..core import CoreLoop
+
+__all__ = ["ConnectionTracker", "SocketTransport", "set_nodelay"]
+
+# After this many writes to a transport whose connection is lost, each further
+# write logs a warning: the application is writing into the void.
+_LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+_RECV_SIZE = 64 * 1024
+
+# sendmsg() takes at most IOV_MAX buffers (1024 on Linux).
+_IOV_MAX = 1024
+
+_TCP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
+
+# Python 3.11's writelines() was Transport.writelines(), i.e. write(): its error
+# says "write()".  3.12 gave the socket transport its own.
+_WRITELINES = "writelines" if sys.version_info >= (3, 12) else "write"
+
+
+class ConnectionTracker(Protocol):
+    """What a transport accepted by a server reports to it (``Server`` implements it)."""
+
+    def _attach(self, transport: asyncio.BaseTransport) -> None: ...
+
+    def _detach(self, transport: asyncio.BaseTransport) -> None: ...
+
+
+def set_nodelay(sock: socket.socket) -> None:
+    """Disable Nagle's algorithm on a TCP socket (no-op for other sockets).
+
+    asyncio does this only when ``sock.proto`` says TCP, which leaves out the
+    sockets a server accepts (Python reports proto 0 for those), so a server's
+    small replies can sit out a delayed ACK.  We disable it on every TCP stream
+    socket, as uvloop does.
+    """
+    if sock.family in _TCP_FAMILIES and sock.type == socket.SOCK_STREAM:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            # E.g. EINVAL on a socket whose connection was already reset.
+            pass
+
+
+def _set_result_unless_cancelled(waiter: asyncio.Future[None]) -> None:
+    if not waiter.cancelled():
+        waiter.set_result(None)
+
+
+class SocketTransport(WriteFlowControl, asyncio.Transport):
+    """A connected stream socket (TCP or Unix) driving a Protocol or BufferedProtocol."""
+
+    # How much one recv() asks for: 64 KiB, or 256 KiB while the peer keeps
+    # filling whole reads.  A large request costs every small message a large
+    # allocation; a small one costs a bulk transfer extra system calls and
+    # data_received() calls.  So the size adapts, per transport.
+    max_size = 256 * 1024
+    _recv_size = _RECV_SIZE
+
+    # Read by asyncio-compatible helpers (start_tls, sendfile) to know what the
+    # transport supports.
+    _start_tls_compatible = True
+    _sendfile_compatible = SendfileMode.TRY_NATIVE
+
+    _loop: CoreLoop
+    _fd = -1  # set before anything can fail, so __del__ can always read it
+    _sock_closed = True
+    _server: ConnectionTracker | None = None
+    # Set while loop.sendfile() sends natively: it resolves once the write
+    # buffer is empty, and write() is refused until it is reset.
+    _empty_waiter: asyncio.Future[None] | None = None
+
+    def __init__(
+        self,
+        loop: CoreLoop,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        waiter: asyncio.Future[None] | None = None,
+        extra: dict[str, Any] | None = None,
+        server: ConnectionTracker | None = None,
+    ) -> None:
+        if extra is None:
+            extra = {}
+        extra["socket"] = TransportSocket(sock)
+        try:
+            extra["sockname"] = sock.getsockname()
+        except OSError:
+            extra["sockname"] = None
+        if "peername" not in extra:
+            try:
+                extra["peername"] = sock.getpeername()
+            except OSError:
+                extra["peername"] = None
+        super().__init__(extra)
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._sock_closed = False
+        self._buffer: collections.deque[bytes | memoryview] = collections.deque()
+        self._buffer_size = 0
+        self._closing = False  # close() or a fatal error happened
+        self._conn_lost = 0  # > 0 once connection_lost() is scheduled
+        self._paused = False  # pause_reading() in effect
+        self._reading = False  # the descriptor is watched for reading
+        self._eof_received = False  # the peer shut down its side
+        self._eof = False  # write_eof() was called
+        self._read_ready: Any = None
+        self._protocol: Any = None
+        self.set_protocol(protocol)
+        self._server = server
+        if server is not None:
+            server._attach(self)
+        set_nodelay(sock)
+        loop.claim_fd(self._fd, self)
+        loop.call_soon(protocol.connection_made, self)
+        # Reading starts only after connection_made() ran, and the creator's
+        # waiter wakes after that too.
+        loop.call_soon(self._connection_started, waiter)
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__]
+        if self._sock_closed:
+            info.append("closed")
+        elif self._closing:
+            info.append("closing")
+        info.append(f"fd={self._fd}")
+        if not self._sock_closed and not self._loop.is_closed():
+            info.append("read=polling" if self._reading else "read=idle")
+            state = "polling" if self._buffer else "idle"
+            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Any = warnings.warn) -> None:
+        if not self._sock_closed:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            self._sock_closed = True
+            self._sock.close()
+            if self._server is not None:
+                self._server._detach(self)
+                self._server = None
+
+    # -- protocol ------------------------------------------------------------------
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Switch protocols (a Protocol and a BufferedProtocol are both fine)."""
+        self._protocol = protocol
+        if isinstance(protocol, asyncio.BufferedProtocol):
+            read_ready = self._read_ready_into_buffer
+        else:
+            read_ready = self._read_ready_data
+        if read_ready != self._read_ready:
+            self._read_ready = read_ready
+            if self._reading:
+                self._loop.watch_readable(self._fd, read_ready)
+
+    def get_protocol(self) -> Any:
+        return self._protocol
+
+    def _connection_started(self, waiter: asyncio.Future[None] | None) -> None:
+        if not self._paused and not self._closing and not self._eof_received:
+            self._reading = True
+            self._loop.watch_readable(self._fd, self._read_ready)
+        if waiter is not None and not waiter.cancelled():
+            waiter.set_result(None)
+
+    # -- reading ---------------------------------------------------------------------
+
+    def is_reading(self) -> bool:
+        return not self._closing and not self._paused
+
+    def pause_reading(self) -> None:
+        if self._closing or self._paused:
+            return
+        self._paused = True
+        self._stop_reading()
+        if self._loop.get_debug():
+            logger.debug("%r pauses reading", self)
+
+    def resume_reading(self) -> None:
+        if self._closing or not self._paused:
+            return
+        self._paused = False
+        if not self._eof_received:
+            self._reading = True
+            self._loop.watch_readable(self._fd, self._read_ready)
+        if self._loop.get_debug():
+            logger.debug("%r resumes reading", self)
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.unwatch_readable(self._fd)
+
+    def _read_ready_data(self) -> None:
+        size = self._recv_size
+        try:
+            data = self._sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not data:
+            self._read_eof()
+            return
+        if len(data) == size:
+            self._recv_size = self.max_size  # the peer is streaming: read more at a time
+        elif size > _RECV_SIZE and len(data) < _RECV_SIZE:
+            self._recv_size = _RECV_SIZE
+        try:
+            self._protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _read_ready_into_buffer(self) -> None:
+        protocol = self._protocol
+        try:
+            buf = protocol.get_buffer(-1)
+            if not len(buf):
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        try:
+            nbytes = self._sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal read error on socket transport")
+            return
+        if not nbytes:
+            self._read_eof()
+            return
+        try:
+            protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _read_eof(self) -> None:
+        if self._loop.get_debug():
+            logger.debug("%r received EOF", self)
+        # Nothing more will ever be read: stop watching whatever the protocol
+        # answers (a readable-at-EOF socket would otherwise spin the loop).
+        self._eof_received = True
+        self._stop_reading()
+        try:
+            keep_open = self._protocol.eof_received()
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        # A true value keeps the connection half-open: the protocol may still
+        # write (and must close the transport itself later).
+        if not keep_open:
+            self.close()
+
+    # -- writing ---------------------------------------------------------------------
+
+    def get_write_buffer_size(self) -> int:
+        return self._buffer_size
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send ``data``: now if the kernel takes it, else buffered (never blocks)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(
+                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
+            )
+        if self._eof:
+            raise RuntimeError("Cannot call write() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if not data:
+            return
+        if self._conn_lost:
+            if self._conn_lost >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                logger.warning("socket.send() raised exception.")
+            self._conn_lost += 1
+            return
+        if not self._buffer:
+            try:
+                sent = self._sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            if type(data) is bytes:
+                if sent == len(data):
+                    return
+                rest: bytes | memoryview = memoryview(data)[sent:] if sent else data
+            else:
+                view = memoryview(data).cast("B")
+                if sent == len(view):
+                    return
+                # Copied: the caller may reuse a bytearray once write() returns.
+                rest = view[sent:].tobytes()
+            self._loop.watch_writable(self._fd, self._write_ready)
+        elif type(data) is bytes:
+            rest = data
+        else:
+            rest = memoryview(data).cast("B").tobytes()
+        self._buffer.append(rest)
+        self._buffer_size += len(rest)
+        if self._buffer_size > self._high_water and not self._protocol_paused:
+            self._maybe_pause_protocol()
+
+    def writelines(self, list_of_data: Any) -> None:
+        """Write every buffer of ``list_of_data``, as one ``write`` of their concatenation."""
+        if self._eof:
+            raise RuntimeError(f"Cannot call {_WRITELINES}() after write_eof()")
+        if self._empty_waiter is not None:
+            raise RuntimeError(f"unable to {_WRITELINES}; sendfile is in progress")
+        self.write(b"".join(list_of_data))
+
+    def _write_ready(self) -> None:
+        # The descriptor turned writable: hand the kernel as much of the buffer
+        # as it takes, in one system call.
+        buffer = self._buffer
+        try:
+            if len(buffer) == 1:
+                sent = self._sock.send(buffer[0])
+            elif len(buffer) <= _IOV_MAX:
+                sent = self._sock.sendmsg(buffer)
+            else:
+                sent = self._sock.sendmsg(itertools.islice(buffer, _IOV_MAX))
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._loop.unwatch_writable(self._fd)
+            buffer.clear()
+            self._buffer_size = 0
+            self._fatal_error(exc, "Fatal write error on socket transport")
+            self._wake_empty_waiter(exc)
+            return
+        self._buffer_size -= sent
+        while sent:
+            chunk = buffer[0]
+            size = len(chunk)
+            if size <= sent:
+                buffer.popleft()
+                sent -= size
+            else:
+                buffer[0] = memoryview(chunk)[sent:]
+                break
+        if self._protocol_paused and self._buffer_size <= self._low_water:
+            self._maybe_resume_protocol()  # may write() more
+        if not buffer:
+            self._loop.unwatch_writable(self._fd)
+            if self._empty_waiter is not None:
+                self._wake_empty_waiter(None)
+            if self._closing:
+                self._conn_lost += 1
+                self._call_connection_lost(None)
+            elif self._eof:
+                self._sock.shutdown(socket.SHUT_WR)
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def _make_empty_waiter(self) -> asyncio.Future[None]:
+        """A future resolved once the write buffer is empty (and writes refused till reset)."""
+        if self._empty_waiter is not None:
+            raise RuntimeError("Empty waiter is already set")
+        waiter = self._empty_waiter = self._loop.create_future()
+        if not self._buffer:
+            waiter.set_result(None)
+        return waiter
+
+    def _reset_empty_waiter(self) -> None:
+        self._empty_waiter = None
+
+    def _wake_empty_waiter(self, exc: BaseException | None) -> None:
+        waiter = self._empty_waiter
+        if waiter is None or waiter.done():
+            return
+        if exc is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(exc)
+
+    # -- loop.sendfile()'s native path (driven by slipstream.net.sendfile) ------------
+
+    async def begin_sendfile(self) -> tuple[socket.socket, asyncio.Future[None]]:
+        """Lend the socket to ``loop.sock_sendfile()`` once the write buffer is empty.
+
+        Returns the socket and a future that fails if the connection is lost
+        (closed, aborted) while the file goes out.  Until :meth:`end_sendfile`,
+        ``write()`` raises "sendfile is in progress" and the transport's claim
+        on its descriptor is lifted, so the sendfile may watch it.  Pausing
+        reading is the caller's job.  If this raises (the connection was lost
+        while flushing, or the wait was cancelled) there is nothing to end.
+        """
+        waiter = self._make_empty_waiter()  # raises if a sendfile is running
+        try:
+            await waiter
+            if self._sock_closed:  # flushed, then closed in the same breath
+                raise ConnectionError("Connection is closed by peer")
+        except BaseException:
+            self._reset_empty_waiter()
+            raise
+        # A fresh waiter keeps write() refused, and _call_connection_lost()
+        # fails it: that is how the sendfile hears of a close meanwhile.
+        lost = self._empty_waiter = self._loop.create_future()
+        self._loop.release_fd(self._fd, self)
+        return self._sock, lost
+
+    def end_sendfile(self) -> None:
+        """Take the socket back after :meth:`begin_sendfile`; writes are accepted again."""
+        lost = self._empty_waiter
+        self._empty_waiter = None
+        if lost is not None and not lost.cancel() and not lost.cancelled():
+            lost.exception()  # seen: the sendfile reported the loss its own way
+        if not self._sock_closed:
+            self._loop.claim_fd(self._fd, self)
+
+    def write_eof(self) -> None:
+        """Half-close: shut down the sending side once the buffer has drained."""
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer:
+            self._sock.shutdown(socket.SHUT_WR)
+
+    # -- closing ---------------------------------------------------------------------
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then close (``connection_lost(None)``)."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._buffer:
+            self._conn_lost += 1
+            self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        """Close now, dropping anything still buffered."""
+        self._force_close(None)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        if isinstance(exc, OSError):
+            # The peer went away or the network failed: the protocol learns it
+            # from connection_lost(exc); the log only hears of it in debug mode.
+            if self._loop.get_debug():
+                logger.debug("%r: %s", self, message, exc_info=True)
+        else:
+            self._loop.call_exception_handler({
+                "message": message,
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            })
+        self._force_close(exc)
+
+    def _force_close(self, exc: BaseException | None) -> None:
+        if self._conn_lost:
+            return
+        if self._buffer:
+            self._buffer.clear()
+            self._buffer_size = 0
+            self._loop.unwatch_writable(self._fd)
+        if not self._closing:
+            self._closing = True
+            self._stop_reading()
+        self._conn_lost += 1
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        if self._sock_closed:
+            return
+        try:
+            self._protocol.connection_lost(exc)
+        finally:
+            self._sock_closed = True
+            if not self._loop.is_closed():
+                self._loop.release_fd(self._fd, self)
+            self._sock.close()
+            # Break the protocol <-> transport cycle so both die by refcount.
+            self._protocol = None
+            server = self._server
+            if server is not None:
+                self._server = None
+                server._detach(self)
+            self._wake_empty_waiter(ConnectionError("Connection is closed by peer"))
