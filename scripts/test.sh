@@ -4,7 +4,7 @@
 # For each of Python 3.11, 3.12 and 3.13: create (or reuse) a venv under .venvs/py3.X, install
 # the project with its test extras, then run
 #   - on 3.11 only: ruff check, mypy (strict, configured in pyproject.toml)
-#   - on every Python: pytest, and the CPython test.test_asyncio conformance run (core scope).
+#   - on every Python: pytest, and the CPython test.test_asyncio conformance run (whole manifest).
 # Every step runs even when an earlier one failed; a summary is printed at the end and the
 # script exits non-zero if anything failed.
 #
