@@ -57,8 +57,12 @@ def test_callbacks_scheduled_while_running_wait_for_next_turn(
 def test_timers_fire_in_due_order_and_not_early(loop: asyncio.AbstractEventLoop) -> None:
     fired: list[tuple[str, float]] = []
     start = loop.time()
+
+    def fire(name: str) -> None:
+        fired.append((name, loop.time() - start))
+
     for name, delay in [("c", 0.03), ("a", 0.01), ("b", 0.02), ("a2", 0.01)]:
-        loop.call_later(delay, lambda n=name: fired.append((n, loop.time() - start)))
+        loop.call_later(delay, fire, name)
     loop.call_later(0.05, loop.stop)
     loop.run_forever()
     assert [n for n, _ in fired] == ["a", "a2", "b", "c"]
@@ -190,7 +194,7 @@ def test_bad_arguments_raise_like_asyncio(loop: asyncio.AbstractEventLoop) -> No
     with pytest.raises(ValueError, match="Invalid file descriptor"):
         loop.add_reader(-1, print)
     with pytest.raises(ValueError, match="Invalid file object"):
-        loop.add_reader(object(), print)
+        loop.add_reader(object(), print)  # type: ignore[arg-type]
     loop.set_debug(True)
     coro = asyncio.sleep(0)
     with pytest.raises(TypeError, match="coroutines cannot be used with call_soon"):

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..core import CoreLoop
 from ..core.errors import logger
+from .flow import WriteFlowControl
 
 __all__ = ["DatagramTransport"]
 
@@ -64,7 +65,7 @@ def _set_result_unless_cancelled(waiter: asyncio.Future[None]) -> None:
         waiter.set_result(None)
 
 
-class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
+class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Transport):
     """A UDP or Unix datagram socket driven by the loop (see the module docstring)."""
 
     _sock: socket.socket | None = None  # read by __del__, even if __init__ failed
@@ -108,9 +109,6 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
         self._paused = False
         self._reading = False
         self._writing = False
-        self._protocol_paused = False
-        self._high_water = 64 * 1024
-        self._low_water = 16 * 1024
         loop.claim_fd(fd, self)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only once connection_made() has run.
@@ -298,55 +296,10 @@ class DatagramTransport(asyncio.DatagramTransport, asyncio.Transport):
             if self._closing:
                 self._call_connection_lost(None)
 
-    # -- write flow control ------------------------------------------------------------
+    # -- write flow control (the marks and pause/resume calls: WriteFlowControl) -------
 
     def get_write_buffer_size(self) -> int:
         return self._buffer_size
-
-    def get_write_buffer_limits(self) -> tuple[int, int]:
-        return (self._low_water, self._high_water)
-
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
-        if high is None:
-            high = 64 * 1024 if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
-        self._maybe_pause_protocol()
-
-    def _maybe_pause_protocol(self) -> None:
-        if self._protocol_paused or self._buffer_size <= self._high_water:
-            return
-        self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report_protocol_error("protocol.pause_writing() failed", exc)
-
-    def _maybe_resume_protocol(self) -> None:
-        if not self._protocol_paused or self._buffer_size > self._low_water:
-            return
-        self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report_protocol_error("protocol.resume_writing() failed", exc)
-
-    def _report_protocol_error(self, message: str, exc: BaseException) -> None:
-        assert self._loop is not None
-        self._loop.call_exception_handler({
-            "message": message,
-            "exception": exc,
-            "transport": self,
-            "protocol": self._protocol,
-        })
 
     # -- closing -----------------------------------------------------------------------
 
