@@ -54,6 +54,14 @@ P = asyncio.Protocol
 UDP = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 TCP = socket.socket()
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _close_module_sockets() -> Any:
+    yield
+    UDP.close()
+    TCP.close()
+
+
 BAD_CALLS: list[tuple[str, Callable[[Any], Any], type, str]] = [
     ("hostname without ssl", lambda lp: lp.create_connection(P, "h", 1, server_hostname="h"),
      ValueError, "server_hostname is only meaningful with ssl"),
@@ -222,6 +230,38 @@ def test_happy_eyeballs_skips_a_stalled_address(run: Run) -> None:
             filler.close()
         stalled.close()
         server.close()
+
+    run(main())
+
+
+def test_happy_eyeballs_all_failing_and_cancelled(run: Run) -> None:
+    port = free_port()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        refused_port_addresses(loop, port)
+        with pytest.raises(OSError, match=r"^Multiple exceptions: "):
+            await loop.create_connection(P, "example", port, happy_eyeballs_delay=0.01)
+        # Cancelled while an attempt hangs: the attempt's socket is closed.
+        stalled = socket.socket()
+        stalled.bind(("127.0.0.1", 0))
+        stalled.listen(0)
+        fillers = [socket.socket() for _ in range(3)]
+        for filler in fillers:
+            filler.setblocking(False)
+            filler.connect_ex(stalled.getsockname())
+
+        async def getaddrinfo(*args: Any, **kwargs: Any) -> list[Any]:
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", stalled.getsockname())] * 2
+
+        loop.getaddrinfo = getaddrinfo  # type: ignore[method-assign]
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(
+                loop.create_connection(P, "example", 1, happy_eyeballs_delay=0.01), 0.1
+            )
+        for filler in fillers:
+            filler.close()
+        stalled.close()
 
     run(main())
 
@@ -460,7 +500,11 @@ def test_accept_out_of_descriptors_pauses_and_reports(run: Run) -> None:
         loop = asyncio.get_running_loop()
         contexts: list[dict[str, Any]] = []
         loop.set_exception_handler(lambda _loop, context: contexts.append(context))
-        server = await loop.create_server(P, "127.0.0.1", 0)
+        class Closer(asyncio.Protocol):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                transport.close()
+
+        server = await loop.create_server(Closer, "127.0.0.1", 0)
         address = server.sockets[0].getsockname()
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         client = socket.socket()

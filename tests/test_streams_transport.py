@@ -77,6 +77,15 @@ class Server:
     def address(self) -> Any:
         return self.server.sockets[0].getsockname()
 
+    async def aclose(self) -> None:
+        """Close the server and every connection it accepted, and let them finish."""
+        self.server.close()
+        for proto in self.protocols:
+            if proto.transport is not None:
+                proto.transport.close()
+        for proto in self.protocols:
+            await proto.lost
+
     async def accepted(self) -> Recorder:
         while not self.protocols:
             await asyncio.sleep(0.001)
@@ -141,7 +150,7 @@ def test_echo_and_close(run: Run, family: str, unix_path: str) -> None:
         assert await peer.lost is None
         assert client.events == ["made", "lost"]
         assert peer.events == ["made", "eof", "lost"]
-        server.server.close()
+        await server.aclose()
         await server.server.wait_closed()
 
     run(main())
@@ -162,7 +171,7 @@ def test_extra_info(run: Run) -> None:
         assert peer.transport is not None
         assert peer.transport.get_extra_info("peername") == sock.getsockname()
         transport.close()
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -187,7 +196,7 @@ def test_half_close_keeps_the_other_direction_open(run: Run) -> None:
         peer.transport.close()
         await client.eof
         assert await client.lost is None
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -212,7 +221,7 @@ def test_pause_and_resume_reading(run: Run) -> None:
         transport.close()
         await peer.lost
         assert not peer.transport.is_reading()  # closed
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -240,7 +249,7 @@ def test_write_flow_control(run: Run) -> None:
         assert client.events == ["made", "pause_writing", "resume_writing"]
         assert transport.get_write_buffer_size() == 0
         transport.close()
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -258,7 +267,7 @@ def test_lowering_the_high_water_mark_pauses_at_once(run: Run) -> None:
         assert client.events[-1] == "pause_writing"
         transport.abort()
         assert await client.lost is None
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -279,7 +288,7 @@ def test_bad_write_buffer_limits(run: Run, high: Any, low: Any, message: str) ->
             transport.set_write_buffer_limits(high, low)
         assert str(info.value) == message
         transport.close()
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -308,7 +317,7 @@ def test_flow_control_callback_errors_go_to_the_handler(run: Run) -> None:
         assert contexts[0]["protocol"] is client
         assert not transport.is_closing()
         transport.abort()
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -325,7 +334,7 @@ def test_write_argument_checks_and_writes_after_close(run: Run) -> None:
         await client.lost
         transport.write(b"into the void")  # ignored, as asyncio does
         assert transport.get_write_buffer_size() == 0
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -353,7 +362,7 @@ def test_close_flushes_the_buffer_and_abort_drops_it(run: Run) -> None:
         transport.abort()
         assert transport.is_closing()
         assert await client.lost is None
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -377,7 +386,7 @@ def test_protocol_error_closes_the_transport(run: Run) -> None:
         assert isinstance(exc, ZeroDivisionError)
         assert contexts[0]["message"] == "Fatal error: protocol.data_received() call failed."
         assert transport.is_closing()
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -394,7 +403,7 @@ def test_connection_reset_reaches_connection_lost(run: Run) -> None:
         peer.transport.abort()
         exc = await client.lost
         assert exc is None or isinstance(exc, ConnectionResetError)
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -439,7 +448,7 @@ def test_buffered_protocol(run: Run) -> None:
         assert proto.received == payload
         assert proto.eof
         assert set(proto.sizes) == {-1}
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -465,7 +474,7 @@ def test_set_protocol_switches_between_protocol_kinds(run: Run) -> None:
         assert first.data == b"one"
         transport.close()
         assert await third.lost is None
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -489,7 +498,7 @@ def test_empty_get_buffer_is_a_fatal_error(run: Run) -> None:
         assert isinstance(exc, RuntimeError)
         assert str(exc) == "get_buffer() returned an empty buffer"
         assert contexts[0]["message"] == "Fatal error: protocol.get_buffer() call failed."
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -509,7 +518,7 @@ def test_add_reader_on_a_transport_fd_is_refused(run: Run) -> None:
             loop.remove_writer(fd)
         transport.close()
         await client.lost
-        server.server.close()
+        await server.aclose()
 
     run(main())
 
@@ -527,6 +536,6 @@ def test_unclosed_transport_warns(run: Run) -> None:
             gc.collect()
         messages = [str(w.message) for w in caught if w.category is ResourceWarning]
         assert any(m.startswith("unclosed transport <") for m in messages), messages
-        server.server.close()
+        await server.aclose()
 
     run(main())

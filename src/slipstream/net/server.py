@@ -323,6 +323,10 @@ else:
         return (err.strerror or str(err)).lower()
 
 
+# 3.13 skips an address whose family the host has disabled (bpo-30945).
+_SKIP_UNAVAILABLE_ADDRESSES = sys.version_info >= (3, 13)
+
+
 def set_reuse_port(sock: socket.socket) -> None:
     """SO_REUSEPORT, or asyncio's ValueError where it is unavailable."""
     if not hasattr(socket, "SO_REUSEPORT"):
@@ -397,9 +401,6 @@ def open_tcp_listeners(
             for sock in sockets:
                 sock.close()
     return sockets
-
-
-_SKIP_UNAVAILABLE_ADDRESSES = sys.version_info >= (3, 13)
 
 
 def open_unix_listener(path: str | bytes) -> socket.socket:

@@ -127,7 +127,7 @@ class StreamEndpoints(CoreLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        if self._debug:
+        if self.get_debug():
             logger.debug(
                 "%r connected to %s:%r: (%r, %r)",
                 transport.get_extra_info("socket"), host, port, transport, protocol,
@@ -169,7 +169,7 @@ class StreamEndpoints(CoreLoop):
             sock = None
             for info, attempt_errors in zip(infos, errors, strict=True):
                 try:
-                    sock = await self._connect_one(info, local_infos, attempt_errors)
+                    sock = await self._stream_connect_attempt(info, local_infos, attempt_errors)
                     break
                 except OSError:
                     continue
@@ -183,7 +183,7 @@ class StreamEndpoints(CoreLoop):
                 del flat, errors  # no traceback -> frame -> exception cycles
         return sock
 
-    async def _connect_one(
+    async def _stream_connect_attempt(
         self,
         info: AddrInfo,
         local_infos: Sequence[AddrInfo] | None,
@@ -249,7 +249,8 @@ class StreamEndpoints(CoreLoop):
 
         def start(indices: Iterable[int]) -> None:
             for index in indices:
-                task = self.create_task(self._connect_one(infos[index], local_infos, errors[index]))
+                attempt = self._stream_connect_attempt(infos[index], local_infos, errors[index])
+                task = self.create_task(attempt)
                 task.add_done_callback(functools.partial(on_finished, index))
                 attempts[index] = task
 
@@ -350,7 +351,7 @@ class StreamEndpoints(CoreLoop):
                 reuse_address=bool(reuse_address),
                 reuse_port=bool(reuse_port),
                 keep_alive=bool(keep_alive),
-                debug=self._debug,
+                debug=self.get_debug(),
             )
         else:
             if sock is None:
@@ -365,7 +366,7 @@ class StreamEndpoints(CoreLoop):
             self, sockets, protocol_factory, ssl, backlog,
             ssl_handshake_timeout, ssl_shutdown_timeout,
         )
-        return await self._started(server, start_serving)
+        return await self._stream_server_started(server, start_serving)
 
     async def _resolve_for_server(
         self, host: str | None, port: Any, family: int, flags: int
@@ -377,12 +378,12 @@ class StreamEndpoints(CoreLoop):
             raise OSError(f"getaddrinfo({host!r}) returned empty list")
         return infos
 
-    async def _started(self, server: Server, start_serving: bool) -> Server:
+    async def _stream_server_started(self, server: Server, start_serving: bool) -> Server:
         if start_serving:
             server._start_serving()
             # One loop turn, so the listening sockets are watched on return.
             await asyncio.sleep(0)
-        if self._debug:
+        if self.get_debug():
             logger.info("%r is serving", server)
         return server
 
@@ -405,7 +406,7 @@ class StreamEndpoints(CoreLoop):
             ssl_handshake_timeout=ssl_handshake_timeout,
             ssl_shutdown_timeout=ssl_shutdown_timeout,
         )
-        if self._debug:
+        if self.get_debug():
             logger.debug(
                 "%r handled: (%r, %r)", transport.get_extra_info("socket"), transport, protocol
             )
@@ -494,7 +495,7 @@ class StreamEndpoints(CoreLoop):
             self, [sock], protocol_factory, ssl, backlog,
             ssl_handshake_timeout, ssl_shutdown_timeout, inodes,
         )
-        return await self._started(server, start_serving)
+        return await self._stream_server_started(server, start_serving)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
