@@ -11,6 +11,7 @@ from ..core.errors import logger
 from ..transports.pipe import ReadPipeTransport, WritePipeTransport
 
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
+_T = TypeVar("_T", bound=asyncio.BaseTransport)
 
 
 class PipeEndpoints(CoreLoop):
@@ -27,30 +28,31 @@ class PipeEndpoints(CoreLoop):
         self, protocol_factory: Callable[[], _P], pipe: Any
     ) -> tuple[asyncio.ReadTransport, _P]:
         """Read from ``pipe`` into a new protocol; returns ``(transport, protocol)``."""
-        protocol = protocol_factory()
-        waiter: asyncio.Future[None] = self.create_future()
-        transport = ReadPipeTransport(self, pipe, protocol, waiter)
-        try:
-            await waiter
-        except BaseException:
-            transport.close()
-            raise
-        if self.get_debug():
-            logger.debug("Read pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
-        return transport, protocol
+        return await self._connect_pipe(ReadPipeTransport, "Read", protocol_factory, pipe)
 
     async def connect_write_pipe(
         self, protocol_factory: Callable[[], _P], pipe: Any
     ) -> tuple[asyncio.WriteTransport, _P]:
         """Write to ``pipe`` from a new protocol; returns ``(transport, protocol)``."""
+        return await self._connect_pipe(WritePipeTransport, "Write", protocol_factory, pipe)
+
+    async def _connect_pipe(
+        self,
+        transport_type: Callable[..., _T],
+        direction: str,
+        protocol_factory: Callable[[], _P],
+        pipe: Any,
+    ) -> tuple[_T, _P]:
         protocol = protocol_factory()
         waiter: asyncio.Future[None] = self.create_future()
-        transport = WritePipeTransport(self, pipe, protocol, waiter)
+        transport = transport_type(self, pipe, protocol, waiter)
         try:
             await waiter
         except BaseException:
             transport.close()
             raise
         if self.get_debug():
-            logger.debug("Write pipe %r connected: (%r, %r)", pipe.fileno(), transport, protocol)
+            logger.debug(
+                "%s pipe %r connected: (%r, %r)", direction, pipe.fileno(), transport, protocol
+            )
         return transport, protocol
