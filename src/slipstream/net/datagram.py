@@ -15,9 +15,7 @@ both send to a broadcast address and receive replies from any host.
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import stat
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -25,6 +23,7 @@ from ..core import CoreLoop
 from ..core.errors import logger
 from ..transports.datagram import DatagramTransport
 from .dns import resolve_address
+from .sockopts import remove_stale_unix_socket, set_reuse_port
 
 _ProtocolT = TypeVar("_ProtocolT", bound=asyncio.BaseProtocol)
 
@@ -38,30 +37,6 @@ def _check_datagram_socket(sock: socket.socket) -> None:
     # a regression for raw sockets, with the message "A UDP Socket was expected").
     if sock.type == socket.SOCK_STREAM:
         raise ValueError(f"A datagram socket was expected, got {sock!r}")
-
-
-def _set_reuse_port(sock: socket.socket) -> None:
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ValueError("reuse_port not supported by socket module")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError(
-            "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented."
-        ) from None
-
-
-def _remove_stale_unix_socket(path: str) -> None:
-    # A socket file left by a process that died would make bind() fail with
-    # EADDRINUSE; asyncio removes it (only if it is a socket) before binding.
-    try:
-        if stat.S_ISSOCK(os.stat(path).st_mode):
-            os.remove(path)
-    except FileNotFoundError:
-        pass
-    except OSError as err:
-        # The directory may only let us create the socket.
-        logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
 
 
 AddressPair = tuple[tuple[int, int], tuple[Any, Any]]
@@ -147,7 +122,7 @@ class DatagramEndpoints(CoreLoop):
                     raise TypeError("string is expected")
             # An abstract socket's name starts with a NUL: there is no file.
             if local_addr and local_addr[0] not in (0, "\x00"):
-                _remove_stale_unix_socket(local_addr)
+                remove_stale_unix_socket(local_addr)
             return [((family, proto), (local_addr, remote_addr))]
 
         # Group the resolved addresses by (family, proto), keeping the
@@ -191,7 +166,7 @@ class DatagramEndpoints(CoreLoop):
             try:
                 sock = socket.socket(family=family, type=socket.SOCK_DGRAM, proto=proto)
                 if reuse_port:
-                    _set_reuse_port(sock)
+                    set_reuse_port(sock)
                 if allow_broadcast:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
                 sock.setblocking(False)

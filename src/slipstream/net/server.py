@@ -20,7 +20,6 @@ import asyncio
 import errno
 import os
 import socket
-import stat
 import sys
 import weakref
 from asyncio.trsock import TransportSocket
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import logger
 from .connection import ProtocolFactory, start_transport
+from .sockopts import remove_stale_unix_socket, set_reuse_port
 
 if TYPE_CHECKING:
     import ssl as ssl_module
@@ -327,18 +327,6 @@ else:
 _SKIP_UNAVAILABLE_ADDRESSES = sys.version_info >= (3, 13)
 
 
-def set_reuse_port(sock: socket.socket) -> None:
-    """SO_REUSEPORT, or asyncio's ValueError where it is unavailable."""
-    if not hasattr(socket, "SO_REUSEPORT"):
-        raise ValueError("reuse_port not supported by socket module")
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    except OSError:
-        raise ValueError(
-            "reuse_port not supported by socket module, SO_REUSEPORT defined but not implemented."
-        ) from None
-
-
 def open_tcp_listeners(
     infos: Sequence[Any],
     *,
@@ -406,18 +394,7 @@ def open_tcp_listeners(
 def open_unix_listener(path: str | bytes) -> socket.socket:
     """A Unix stream socket bound to ``path``, replacing a stale socket file there."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # A socket file left by a server that died is removed (but only a socket:
-    # never a regular file someone pointed us at by mistake).  Abstract
-    # addresses (a leading NUL) have no file.
-    if path[0] not in (0, "\x00"):
-        try:
-            if stat.S_ISSOCK(os.stat(path).st_mode):
-                os.remove(path)
-        except FileNotFoundError:
-            pass
-        except OSError as err:
-            # E.g. a directory where we may create the socket but not stat.
-            logger.error("Unable to check or remove stale UNIX socket %r: %r", path, err)
+    remove_stale_unix_socket(path)
     try:
         sock.bind(path)
     except OSError as exc:
