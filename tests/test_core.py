@@ -328,3 +328,17 @@ def test_task_factory_and_names(loop: asyncio.AbstractEventLoop) -> None:
 
     assert loop.run_until_complete(main()) == "named"
     assert len(made) == 2
+
+
+def test_every_abstract_loop_method_is_implemented() -> None:
+    """No method of asyncio.AbstractEventLoop is left to raise NotImplementedError."""
+    import slipstream
+
+    inherited = [
+        name
+        for name, value in vars(asyncio.AbstractEventLoop).items()
+        if callable(value)
+        and not name.startswith("__")
+        and getattr(slipstream.EventLoop, name) is value
+    ]
+    assert inherited == []
