@@ -84,7 +84,9 @@ def test_cancelled_timer_does_not_fire(loop: asyncio.AbstractEventLoop) -> None:
 def test_timer_handle_api(loop: asyncio.AbstractEventLoop) -> None:
     when = loop.time() + 10
     h = loop.call_at(when, print)
-    assert isinstance(h, asyncio.TimerHandle)
+    # slipstream's handles have asyncio's API and repr but are not its subclasses (compiled,
+    # they are C types): check the class name and the API, not isinstance.
+    assert type(h).__name__ == "TimerHandle"
     assert h.when() == when
     assert not h.cancelled()
     h.cancel()
@@ -216,7 +218,7 @@ def test_exception_in_callback_reaches_handler(loop: asyncio.AbstractEventLoop) 
     assert len(contexts) == 1
     assert contexts[0]["message"].startswith("Exception in callback")
     assert isinstance(contexts[0]["exception"], ZeroDivisionError)
-    assert isinstance(contexts[0]["handle"], asyncio.Handle)
+    assert type(contexts[0]["handle"]).__name__ == "Handle"  # see test_timer_handle_api
 
 
 def test_default_handler_logs_on_asyncio_logger(

@@ -2,6 +2,10 @@
 
 The parent process only asks which loops are *available* (importable); the loops
 themselves are created in the child interpreters that run the measurements.
+
+With the compiled core in use, slipstream is measured twice: ``slipstream``
+(compiled) and ``slipstream-pure`` (the same loop from its Python sources: the
+child runs with ``SLIPSTREAM_PURE=1``, see :func:`loop_environment`).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import importlib.util
 from collections.abc import Callable
 
 # In the order tables list them: the baseline first, then the peers, then us.
-KNOWN_LOOPS = ("asyncio", "uvloop", "rloop", "slipstream")
+KNOWN_LOOPS = ("asyncio", "uvloop", "rloop", "slipstream", "slipstream-pure")
 # Loops slipstream is compared against as "the best peer" (asyncio is the baseline, not a peer).
 PEERS = ("uvloop", "rloop")
 # The C epoll echo server: a reference row for the kernel's share, not an event loop.
@@ -25,6 +29,11 @@ def is_available(name: str) -> bool:
     """Whether the loop called ``name`` can be imported in this interpreter."""
     if name in ("asyncio", "slipstream"):
         return True
+    if name == "slipstream-pure":
+        # A separate row only when "slipstream" itself is the compiled build.
+        import slipstream
+
+        return slipstream.compiled
     if name in ("uvloop", "rloop"):
         return importlib.util.find_spec(name) is not None
     return False
@@ -35,14 +44,21 @@ def available_loops() -> list[str]:
     return [name for name in KNOWN_LOOPS if is_available(name)]
 
 
+def loop_environment(name: str) -> dict[str, str]:
+    """Environment variables a child process needs to run the loop called ``name``."""
+    return {"SLIPSTREAM_PURE": "1"} if name == "slipstream-pure" else {}
+
+
 def loop_factory(name: str) -> LoopFactory:
     """A callable returning a new event loop of the kind called ``name``."""
     if name == "asyncio":
         return asyncio.SelectorEventLoop
-    if name == "slipstream":
-        from slipstream import new_event_loop
+    if name in ("slipstream", "slipstream-pure"):
+        import slipstream
 
-        return new_event_loop
+        if name == "slipstream-pure" and slipstream.compiled:
+            raise RuntimeError("slipstream-pure needs SLIPSTREAM_PURE=1 (see loop_environment)")
+        return slipstream.new_event_loop
     if name in ("uvloop", "rloop"):
         module = importlib.import_module(name)
         factory: LoopFactory = module.new_event_loop

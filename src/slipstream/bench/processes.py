@@ -22,6 +22,8 @@ from typing import IO, Any
 
 import slipstream
 
+from .loops import loop_environment
+
 READY_TIMEOUT = 20.0  # seconds for a server to start and bind
 
 
@@ -48,13 +50,16 @@ def pinned_to(core: int | None) -> Callable[[], None] | None:
     return pin
 
 
-def child_environment() -> dict[str, str]:
+def child_environment(loop: str | None = None) -> dict[str, str]:
     """The environment for children: this slipstream first on their import path.
 
     The parent may have found slipstream through ``PYTHONPATH=src`` or a
-    checkout on ``sys.path``; the children must import the same one.
+    checkout on ``sys.path``; the children must import the same one.  A child
+    that runs ``loop`` also gets what that loop needs (``loop_environment``).
     """
     env = dict(os.environ)
+    if loop is not None:
+        env.update(loop_environment(loop))
     package_root = str(Path(slipstream.__file__).resolve().parent.parent)
     existing = env.get("PYTHONPATH")
     env["PYTHONPATH"] = package_root + (os.pathsep + existing if existing else "")
@@ -118,7 +123,7 @@ class Server:
         self.stderr.close()
 
 
-def start_process(command: list[str], core: int | None) -> Server:
+def start_process(command: list[str], core: int | None, loop: str | None = None) -> Server:
     """Start a server and wait for its ``ready PORT`` line."""
     stderr = tempfile.TemporaryFile("w+")  # noqa: SIM115 (the Server closes it in stop())
     process = subprocess.Popen(
@@ -127,7 +132,7 @@ def start_process(command: list[str], core: int | None) -> Server:
         stdout=subprocess.PIPE,
         stderr=stderr,
         text=True,
-        env=child_environment(),
+        env=child_environment(loop),
         preexec_fn=pinned_to(core),
     )
     server = Server(process, 0, stderr)
@@ -149,7 +154,8 @@ def start_server(loop: str, kind: str, mode: str = "", target: int = 0) -> Serve
     if loop == "c-epoll":
         return start_process([c_program("c_echo")], core)
     spec = {"task": "server", "loop": loop, "kind": kind, "mode": mode, "target": target}
-    return start_process([sys.executable, "-m", "slipstream.bench.child", json.dumps(spec)], core)
+    command = [sys.executable, "-m", "slipstream.bench.child", json.dumps(spec)]
+    return start_process(command, core, loop)
 
 
 def run_child(module: str, spec: dict[str, Any], core: int | None, timeout: float) -> str:
@@ -159,7 +165,7 @@ def run_child(module: str, spec: dict[str, Any], core: int | None, timeout: floa
             [sys.executable, "-m", module, json.dumps(spec)],
             capture_output=True,
             text=True,
-            env=child_environment(),
+            env=child_environment(spec.get("loop")),
             preexec_fn=pinned_to(core),
             timeout=timeout,
             check=False,

@@ -14,7 +14,7 @@ from asyncio.log import logger
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .handles import describe_callback
+from .handles import describe_callback_source
 
 if TYPE_CHECKING:
     from .handles import Handle
@@ -28,6 +28,7 @@ class ErrorReporting:
     """The exception-handler half of the loop's API."""
 
     _current_handle: Handle | None
+    _debug: bool
 
     def __init__(self) -> None:
         self._exception_handler: ExceptionHandler | None = None
@@ -114,7 +115,11 @@ class ErrorReporting:
     def report_callback_error(self, handle: Handle, exc: BaseException) -> None:
         """Report an exception that escaped the callback of ``handle``."""
         callback = handle._callback
-        described = describe_callback(callback, handle._args or ()) if callback else repr(handle)
+        described = (
+            describe_callback_source(callback, handle._args, self._debug)
+            if callback
+            else repr(handle)
+        )
         context: dict[str, Any] = {
             "message": f"Exception in callback {described}",
             "exception": exc,

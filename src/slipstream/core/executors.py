@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import threading
 import warnings
 from collections.abc import Callable
@@ -27,7 +28,12 @@ class ExecutorSupport:
         def _check_closed(self) -> None: ...
         def _check_callback(self, callback: object, method: str) -> None: ...
         def create_future(self) -> asyncio.Future[Any]: ...
-        def call_soon_threadsafe(self, callback: Callable[..., object], *args: Any) -> Any: ...
+        def call_soon_threadsafe(
+            self,
+            callback: Callable[..., object],
+            *args: object,
+            context: contextvars.Context | None = None,
+        ) -> asyncio.Handle: ...
         def is_closed(self) -> bool: ...
 
     def run_in_executor(

@@ -8,15 +8,25 @@ and wait; the readiness callback then retries the call until it no longer
 blocks.
 
 Cancellation is the subtle part.  A waiting operation owns the socket's reader
-(or writer) slot in the loop, and when its future is done for any reason (a
-result, an error, a cancellation) it gives the slot back: *unless* someone else
-took the slot in the meantime.  That happens when a cancelled ``sock_sendall``
-is immediately followed by another one on the same socket: the new operation
-registers before the old one's done-callback runs, and the old one must not
+(or writer) slot in the loop, and when its wait ends for any reason (a result,
+an error, a cancellation) it gives the slot back: *unless* someone else took
+the slot in the meantime.  That happens when a cancelled ``sock_sendall`` is
+immediately followed by another one on the same socket: the new operation
+registers before the old coroutine resumes, and the old one must not
 unregister it.  The handle returned by ``watch_writable`` tells: replacing a
 callback cancels the old handle, so a cancelled handle means "not mine any
 more".  A retry callback also checks that its future is not done before making
 the call, so a cancelled receive never consumes bytes nobody will see.
+
+Who gives the slot back, and when, matters for speed.  The readiness callback
+that settles the future releases the slot itself, right then: it is running,
+so its handle was not cancelled, so the slot is still its own.  Released in
+the same loop turn as the event, the watch costs the epoll backend a single
+``EPOLL_CTL_MOD`` per wait (see :mod:`slipstream.backends.epoll`).  Only a wait
+that ends otherwise (cancelled) is released by the coroutine, in a ``finally``
+around its ``await``.  Neither uses a done-callback on the future: that would
+cost a ``call_soon`` (a handle and a queue entry) per wait, on a path that runs
+once per message in a ``sock_recv`` loop.
 
 ``sock_sendfile`` uses the kernel's ``sendfile()`` the same way (as much as the
 socket takes, then wait for writability) and falls back to reading the file in
@@ -27,7 +37,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import functools
 import io
 import operator
 import os
@@ -38,7 +47,6 @@ from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
 from ..core import CoreLoop
-from ..core.handles import Handle
 from .dns import resolve_address
 
 try:
@@ -53,6 +61,11 @@ _INET_FAMILIES = frozenset(
 )
 
 
+# A plain socket.socket is neither a TLS socket nor (outside debug mode)
+# checked for blocking: the hottest operations skip _check_socket for it.
+_PLAIN_SOCKET = socket.socket
+
+
 def _check_socket(sock: socket.socket, debug: bool) -> None:
     # asyncio refuses TLS sockets always (their recv/send go through OpenSSL,
     # not straight to the kernel) but blocking sockets only in debug mode;
@@ -63,8 +76,20 @@ def _check_socket(sock: socket.socket, debug: bool) -> None:
         raise ValueError("the socket must be non-blocking")
 
 
+# The readiness callbacks below are called as ``callback(fut, release, fd,
+# ...)``, ``release`` being the loop's ``unwatch_readable`` or
+# ``unwatch_writable``.  A callback that settles ``fut`` releases the watch
+# first, in the same turn as the event: see "Cancellation" above for why it is
+# always still ours to release then, and backends/epoll.py for why releasing
+# before the next poll makes the next wait cheaper.
+
+
 def _retry(
-    fut: asyncio.Future[_T], sock: socket.socket, call: Callable[[socket.socket], _T]
+    fut: asyncio.Future[_T],
+    release: Callable[[int], object],
+    fd: int,
+    sock: socket.socket,
+    call: Callable[[socket.socket], _T],
 ) -> None:
     """Readiness callback: try ``call(sock)`` again; settle ``fut`` unless it would block."""
     if fut.done():
@@ -78,9 +103,35 @@ def _retry(
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
+        release(fd)
         fut.set_exception(exc)
     else:
+        release(fd)
         fut.set_result(result)
+
+
+def _recv_ready(
+    fut: asyncio.Future[bytes],
+    release: Callable[[int], object],
+    fd: int,
+    sock: socket.socket,
+    nbytes: int,
+) -> None:
+    """``_retry`` for ``sock.recv(nbytes)``, the most frequent wait, without the indirection."""
+    if fut.done():
+        return
+    try:
+        data = sock.recv(nbytes)
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        release(fd)
+        fut.set_exception(exc)
+    else:
+        release(fd)
+        fut.set_result(data)
 
 
 def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
@@ -89,38 +140,41 @@ def _accept(sock: socket.socket) -> tuple[socket.socket, Any]:
     return conn, address
 
 
-class _SendAll:
-    """The rest of a ``sock_sendall`` that did not fit in the send buffer."""
-
-    __slots__ = ("fut", "rest", "sock")
-
-    def __init__(self, fut: asyncio.Future[None], sock: socket.socket, rest: memoryview) -> None:
-        self.fut = fut
-        self.sock = sock
-        self.rest = rest
-
-    def on_writable(self) -> None:
-        fut = self.fut
-        if fut.done():
-            return
-        try:
-            sent = self.sock.send(self.rest)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            fut.set_exception(exc)
-            return
-        # The progress is kept here, not in the coroutine: whatever the kernel
-        # accepted is gone from ``rest``, so a retry never sends a byte twice.
-        rest = self.rest[sent:]
-        self.rest = rest
-        if not rest:
-            fut.set_result(None)
+def _send_ready(
+    fut: asyncio.Future[None],
+    release: Callable[[int], object],
+    fd: int,
+    sock: socket.socket,
+    rest: list[memoryview],
+) -> None:
+    """Writability callback of ``sock_sendall``: send more of ``rest[0]``; settle when done."""
+    if fut.done():
+        return
+    try:
+        sent = sock.send(rest[0])
+    except (BlockingIOError, InterruptedError):
+        return
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        release(fd)
+        fut.set_exception(exc)
+        return
+    # The progress is kept here, not in the coroutine: whatever the kernel
+    # accepted is gone from ``rest``, so a retry never sends a byte twice.
+    remaining = rest[0] = rest[0][sent:]
+    if not remaining:
+        release(fd)
+        fut.set_result(None)
 
 
-def _connect_finished(fut: asyncio.Future[None], sock: socket.socket, address: Any) -> None:
+def _connect_finished(
+    fut: asyncio.Future[None],
+    release: Callable[[int], object],
+    fd: int,
+    sock: socket.socket,
+    address: Any,
+) -> None:
     """Writability of a connecting socket: the connection succeeded or failed."""
     if fut.done():
         return
@@ -133,8 +187,10 @@ def _connect_finished(fut: asyncio.Future[None], sock: socket.socket, address: A
     except (SystemExit, KeyboardInterrupt):
         raise
     except BaseException as exc:
+        release(fd)
         fut.set_exception(exc)
     else:
+        release(fd)
         fut.set_result(None)
 
 
@@ -235,10 +291,6 @@ class _FileSender:
             return error
         return exc
 
-    def on_done(self, fut: asyncio.Future[int]) -> None:
-        if fut.cancelled():
-            self.finish()
-
     def finish(self) -> None:
         # Leave the file position after the last byte sent, like a write would.
         if self.sent > 0:
@@ -250,47 +302,61 @@ class SocketOperations(CoreLoop):
 
     # -- waiting -----------------------------------------------------------------
 
-    def _sockop_release_reader(self, fd: int, handle: Handle, fut: asyncio.Future[Any]) -> None:
-        if not handle.cancelled():
-            self.unwatch_readable(fd)
-
-    def _sockop_release_writer(self, fd: int, handle: Handle, fut: asyncio.Future[Any]) -> None:
-        if not handle.cancelled():
-            self.unwatch_writable(fd)
-
-    def _sockop_wait_readable(
+    async def _sockop_readable(
         self, sock: socket.socket, callback: Callable[..., object], *args: Any
-    ) -> asyncio.Future[Any]:
+    ) -> Any:
+        """Wait until ``callback(fut, release, fd, *args)``, run when readable, settles ``fut``."""
         fut = self.create_future()
         fd = sock.fileno()
         self.check_fd_unowned(fd)
-        handle = self.watch_readable(fd, callback, fut, *args)
-        fut.add_done_callback(functools.partial(self._sockop_release_reader, fd, handle))
-        return fut
+        handle = self.watch_readable(fd, callback, fut, self.unwatch_readable, fd, *args)
+        try:
+            return await fut
+        finally:
+            # The callback released the watch if it settled the future.  If
+            # the wait ended otherwise (cancelled), give the slot back, unless
+            # another operation has taken it since (that cancelled our handle).
+            if not handle.cancelled():
+                self.unwatch_readable(fd)
+            del fut  # an error's traceback holds this frame: no cycle through fut
 
-    def _sockop_wait_writable(
+    async def _sockop_writable(
         self, sock: socket.socket, callback: Callable[..., object], *args: Any
-    ) -> asyncio.Future[Any]:
+    ) -> Any:
+        """Like :meth:`_sockop_readable`, for writability."""
         fut = self.create_future()
         fd = sock.fileno()
         self.check_fd_unowned(fd)
-        handle = self.watch_writable(fd, callback, fut, *args)
-        fut.add_done_callback(functools.partial(self._sockop_release_writer, fd, handle))
-        return fut
+        handle = self.watch_writable(fd, callback, fut, self.unwatch_writable, fd, *args)
+        try:
+            return await fut
+        finally:
+            if not handle.cancelled():
+                self.unwatch_writable(fd)
+            del fut
 
     # -- receiving -----------------------------------------------------------------
 
     async def sock_recv(self, sock: socket.socket, nbytes: int) -> bytes:
         """Receive up to ``nbytes`` bytes from ``sock`` (b"" at end of stream)."""
-        _check_socket(sock, self.get_debug())
+        if type(sock) is not _PLAIN_SOCKET or self.get_debug():  # the checks' fast path
+            _check_socket(sock, self.get_debug())
         try:
             return sock.recv(nbytes)
         except (BlockingIOError, InterruptedError):
             pass
-        data: bytes = await self._sockop_wait_readable(
-            sock, _retry, sock, operator.methodcaller("recv", nbytes)
-        )
-        return data
+        # _sockop_readable, inlined: this wait happens once per message in a
+        # request/response loop, and a coroutine frame less is measurable.
+        fut: asyncio.Future[bytes] = self.create_future()
+        fd = sock.fileno()
+        self.check_fd_unowned(fd)
+        handle = self.watch_readable(fd, _recv_ready, fut, self.unwatch_readable, fd, sock, nbytes)
+        try:
+            return await fut
+        finally:
+            if not handle.cancelled():
+                self.unwatch_readable(fd)
+            del fut
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
         """Receive into the writable buffer ``buf``; return the number of bytes written."""
@@ -299,7 +365,7 @@ class SocketOperations(CoreLoop):
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        count: int = await self._sockop_wait_readable(
+        count: int = await self._sockop_readable(
             sock, _retry, sock, operator.methodcaller("recv_into", buf)
         )
         return count
@@ -311,7 +377,7 @@ class SocketOperations(CoreLoop):
             return sock.recvfrom(bufsize)
         except (BlockingIOError, InterruptedError):
             pass
-        result: tuple[bytes, Any] = await self._sockop_wait_readable(
+        result: tuple[bytes, Any] = await self._sockop_readable(
             sock, _retry, sock, operator.methodcaller("recvfrom", bufsize)
         )
         return result
@@ -327,7 +393,7 @@ class SocketOperations(CoreLoop):
             return sock.recvfrom_into(buf, nbytes)
         except (BlockingIOError, InterruptedError):
             pass
-        result: tuple[int, Any] = await self._sockop_wait_readable(
+        result: tuple[int, Any] = await self._sockop_readable(
             sock, _retry, sock, operator.methodcaller("recvfrom_into", buf, nbytes)
         )
         return result
@@ -336,24 +402,20 @@ class SocketOperations(CoreLoop):
 
     async def sock_sendall(self, sock: socket.socket, data: Any) -> None:
         """Send all of ``data``; on error there is no telling how much was sent."""
-        _check_socket(sock, self.get_debug())
+        if type(sock) is not _PLAIN_SOCKET or self.get_debug():  # the checks' fast path
+            _check_socket(sock, self.get_debug())
         try:
             sent = sock.send(data)
         except (BlockingIOError, InterruptedError):
             sent = 0
-        if sent == len(data) and isinstance(data, (bytes, bytearray)):
+        if sent == len(data) and (type(data) is bytes or isinstance(data, (bytes, bytearray))):
             return  # the common case: everything fitted, no view needed
         view = memoryview(data)
         if view.itemsize != 1 or view.ndim != 1:
             view = view.cast("B")  # send() counts bytes, len() may count items
         if sent == len(view):
             return
-        sender = _SendAll(self.create_future(), sock, view[sent:])
-        fd = sock.fileno()
-        self.check_fd_unowned(fd)
-        handle = self.watch_writable(fd, sender.on_writable)
-        sender.fut.add_done_callback(functools.partial(self._sockop_release_writer, fd, handle))
-        await sender.fut
+        await self._sockop_writable(sock, _send_ready, sock, [view[sent:]])
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         """Send the datagram ``data`` to ``address``; return the number of bytes sent."""
@@ -364,7 +426,7 @@ class SocketOperations(CoreLoop):
             pass
         # The method is looked up on every attempt (not bound once), as asyncio
         # does: a wrapper or a test may replace ``sock.sendto`` while we wait.
-        sent: int = await self._sockop_wait_writable(
+        sent: int = await self._sockop_writable(
             sock, _retry, sock, operator.methodcaller("sendto", data, 0, address)
         )
         return sent
@@ -386,13 +448,7 @@ class SocketOperations(CoreLoop):
             # In progress (EINPROGRESS; or EINTR, after which the connection
             # also goes on in the background): writability says it is done.
             pass
-        fut = self._sockop_wait_writable(sock, _connect_finished, sock, address)
-        try:
-            await fut
-        finally:
-            # An error set on the future holds a traceback that holds this
-            # frame: drop the reference so the cycle does not outlive the call.
-            del fut
+        await self._sockop_writable(sock, _connect_finished, sock, address)
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept a connection: ``(conn, address)``, with ``conn`` non-blocking."""
@@ -401,7 +457,7 @@ class SocketOperations(CoreLoop):
             return _accept(sock)
         except (BlockingIOError, InterruptedError):
             pass
-        result: tuple[socket.socket, Any] = await self._sockop_wait_readable(
+        result: tuple[socket.socket, Any] = await self._sockop_readable(
             sock, _retry, sock, _accept
         )
         return result
@@ -451,15 +507,18 @@ class SocketOperations(CoreLoop):
         sender = _FileSender(self.create_future(), fd, fileno, offset, count, blocksize)
         sender.send_some()
         fut = sender.fut
-        if not fut.done():
-            self.check_fd_unowned(fd)
-            handle = self.watch_writable(fd, sender.on_writable)
-            fut.add_done_callback(functools.partial(self._sockop_release_writer, fd, handle))
-            fut.add_done_callback(sender.on_done)
+        if fut.done():
+            return fut.result()
+        self.check_fd_unowned(fd)
+        handle = self.watch_writable(fd, sender.on_writable)
         try:
             return await fut
         finally:
-            del fut  # see sock_connect
+            if not handle.cancelled():
+                self.unwatch_writable(fd)
+            if fut.cancelled():
+                sender.finish()
+            del fut  # an error's traceback holds this frame: no cycle through fut
 
     async def _sockop_sendfile_fallback(
         self, sock: socket.socket, file: IO[bytes], offset: int, count: int | None

@@ -89,14 +89,20 @@ def set_nodelay(sock: socket.socket) -> None:
 class SocketTransport(WriteFlowControl, asyncio.Transport):
     """A connected stream socket (TCP or Unix) driving a Protocol or BufferedProtocol."""
 
-    # How much one recv() asks for: 64 KiB, or 256 KiB (max_size) while the
+    # How much one recv() asks for: 64 KiB, or 127 KiB (max_size) while the
     # peer keeps filling whole reads.  recv(n) allocates n bytes before it
-    # knows how many will come: asyncio's fixed 256 KiB costs a 1 KiB echo
-    # ~12 µs of server CPU per message (the big block is mmap()ed and faulted
-    # in every time) against ~1.3 µs for 64 KiB; but 64 KiB reads cost a bulk
-    # transfer of 1 MiB messages ~1.7× the CPU of 256 KiB ones.  So the size
-    # adapts, per transport, and small messages never pay for the big one.
-    max_size = 256 * 1024
+    # knows how many will come, then shrinks the block to what came.  glibc
+    # serves blocks of 128 KiB and more with mmap(), and a block shrunk before
+    # it is freed never teaches malloc to stop doing so: every such read then
+    # costs an mmap, a page fault per 4 KiB the kernel copies in, and an
+    # munmap.  That is what made asyncio's fixed 256 KiB reads cost a 1 KiB
+    # echo ~12 µs of server CPU per message, and what made our earlier 256 KiB
+    # step cost a 100 KiB echo 77 µs per round trip where 64 KiB reads need
+    # 34 (the second read of each message asked for 256 KiB and got 36).
+    # 127 KiB stays under the threshold, comes from the heap like 64 KiB
+    # does, and still halves the system calls of a bulk transfer (1 MiB
+    # echo: 270 µs per round trip against 410 with 64 KiB reads).
+    max_size = 127 * 1024
     _recv_size = _RECV_SIZE
 
     # Read by asyncio-compatible helpers (start_tls, sendfile) to know what the
@@ -138,6 +144,11 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._sock_closed = False
+        # Instance attributes, though the class has defaults: the interpreter
+        # specialises the hot path's attribute reads only for values stored on
+        # the instance (a class-level default costs a slow lookup per read).
+        self._recv_size = _RECV_SIZE
+        self._empty_waiter = None
         self._buffer: collections.deque[bytes | memoryview] = collections.deque()
         self._buffer_size = 0
         self._closing = False  # close() or a fatal error happened
@@ -314,7 +325,9 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Send ``data``: now if the kernel takes it, else buffered (never blocks)."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
+        # bytes first: one identity test instead of an isinstance() against a
+        # tuple, on the call every echo and every response makes.
+        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError(
                 f"data argument must be a bytes-like object, not {type(data).__name__!r}"
             )

@@ -1,0 +1,80 @@
+"""Build the optional compiled core of slipstream; everything else is in pyproject.toml.
+
+``pip install .`` and ``pip install -e .`` compile ``slipstream/core/handles.py``
+and ``slipstream/core/scheduler.py`` with Cython in pure-Python mode: the
+``.py`` files are the source, the ``.pxd`` files beside them add C types.  The
+result is the same package with those two modules as C extensions, which
+``slipstream.core`` prefers at import time (``SLIPSTREAM_PURE=1`` overrides).
+
+Compiling is optional.  Without Cython, a C compiler or Python's headers, the
+build prints one warning line and installs the pure-Python package, which is
+complete on its own.  ``SLIPSTREAM_NO_COMPILE=1`` skips compiling on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+COMPILED_MODULES = ("handles", "scheduler")
+
+# Cython directives for the compiled core (docs/benchmarks.md, "Compiled core"):
+# types come from the .pxd files only, never from annotations, so a compiled
+# build accepts exactly the arguments the interpreted one does; methods are
+# plain C methods (binding=False), which CPython's call specialisation handles.
+DIRECTIVES = {
+    "language_level": 3,
+    "annotation_typing": False,
+    "binding": False,
+    "boundscheck": False,
+    "embedsignature": True,
+}
+
+
+def warn(reason: str) -> None:
+    print(f"WARNING: slipstream: not compiling the core ({reason}); "
+          "installing the pure-Python loop", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that falls back to the pure-Python package instead of failing.
+
+    If one module fails after another compiled, slipstream.core notices at
+    import time and uses neither (a compiled scheduler needs compiled handles).
+    """
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # no compiler, no headers, a compiler error
+            warn(f"{type(exc).__name__}: {exc}")
+
+
+def extensions() -> list[Extension]:
+    if os.environ.get("SLIPSTREAM_NO_COMPILE", "") not in ("", "0"):
+        return []
+    try:
+        from Cython.Build import cythonize
+    except ImportError:
+        warn("Cython is not installed")
+        return []
+    modules = [
+        Extension(f"slipstream.core.{name}", [f"src/slipstream/core/{name}.py"])
+        for name in COMPILED_MODULES
+    ]
+    try:
+        return list(cythonize(
+            modules,
+            compiler_directives=DIRECTIVES,
+            build_dir="build/cython",
+            quiet=True,
+        ))
+    except Exception as exc:
+        warn(f"Cython failed: {exc}")
+        return []
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

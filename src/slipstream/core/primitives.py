@@ -1,0 +1,33 @@
+"""The clock and context calls of the hot path, which the compiled build inlines as C.
+
+Interpreted, these names are the standard library's own functions.  When
+:mod:`.scheduler` is compiled, ``primitives.pxd`` (beside this file) defines
+them as inline C functions that give the same results without a Python call:
+
+* ``monotonic()`` reads ``clock_gettime(CLOCK_MONOTONIC)`` and converts it the
+  way :func:`time.monotonic` does (whole nanoseconds, then one division), so
+  compiled and interpreted loops read identical times;
+* ``copy_context()`` is :func:`contextvars.copy_context`;
+* ``run_in_context(context, callback)`` and ``run_in_context_with(context,
+  callback, arg)`` are ``context.run(callback)`` and ``context.run(callback,
+  arg)``: enter the context, call, leave it even if the call raised;
+* ``empty_list(items)`` is ``items.clear()``, but compiled it keeps the list's
+  array for the next appends (the ready queue is emptied once per turn).
+
+The event loop reads the clock once per turn, runs every callback in a
+context and empties its ready list once per turn, so these calls are a
+measurable share of a callback's cost.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+
+__all__ = ["copy_context", "empty_list", "monotonic", "run_in_context", "run_in_context_with"]
+
+monotonic = time.monotonic
+copy_context = contextvars.copy_context
+run_in_context = contextvars.Context.run
+run_in_context_with = contextvars.Context.run
+empty_list = list.clear

@@ -1,0 +1,64 @@
+# Cython declarations for scheduler.py (pure-Python mode: this file augments that
+# source, which stays the one implementation).  See docs/benchmarks.md,
+# "Compiled core", for what is compiled and why.
+
+cimport cython
+
+from .handles cimport Handle, TimerHandle
+from . cimport primitives
+
+# Module-level names the hot path calls: C variables instead of dict lookups.
+cdef object _context_run
+cdef object _heappush
+cdef object _heappop
+cdef double _POLL_SKIP_WINDOW
+cdef Py_ssize_t _MIN_CANCELLED_TIMERS_TO_PURGE
+cdef int _READ_EVENTS
+cdef int _WRITE_EVENTS
+
+
+cdef class Scheduler:
+    # Read or written by the interpreted layers (CoreLoop, ErrorReporting, the
+    # mixins of EventLoop): public, so the C field is the only copy.
+    cdef public bint _debug
+    cdef readonly bint _closed
+    cdef public object _thread_id
+    cdef public Handle _current_handle
+
+    cdef object _backend
+    cdef list _ready
+    cdef list _spare
+    cdef list _timers
+    cdef Py_ssize_t _timer_sequence
+    cdef Py_ssize_t _cancelled_timers
+    cdef dict _readers
+    cdef dict _writers
+    cdef bint _io_watched
+    cdef double _clock_resolution
+    cdef bint _plain_clock
+    cdef double _last_poll
+    cdef bint _stopping
+    cdef object _wakeup_read
+    cdef object _wakeup_write
+
+    @cython.locals(handle=Handle)
+    cdef Handle _schedule(self, object callback, tuple args, object context, str method)
+
+    @cython.locals(timer=TimerHandle, sequence=Py_ssize_t)
+    cdef TimerHandle _schedule_timer(self, object when, object callback, tuple args,
+                                     object context, str method)
+
+    @cython.locals(ready=list, handle=Handle, args=tuple, done=Py_ssize_t)
+    cdef _run_once(self)
+
+    @cython.locals(now=double, timeout=double, deadline=double, mask=int,
+                   timers=list, readers=dict, writers=dict, handle=Handle, timer=TimerHandle)
+    cdef _gather(self, list ready)
+
+    cdef _finish_batch(self, list batch, Py_ssize_t done)
+
+    @cython.locals(handle=Handle, started=double, elapsed=double, done=Py_ssize_t)
+    cdef _run_batch_debug(self, list batch)
+
+    @cython.locals(timers=list, kept=list, timer=TimerHandle)
+    cdef _drop_cancelled_timers(self)

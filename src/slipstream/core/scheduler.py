@@ -1,0 +1,519 @@
+"""The scheduling heart of the loop: ready queue, timer heap, readiness maps, one turn.
+
+This module and :mod:`.handles` are the part of slipstream that runs once per
+callback, so they are written to be compiled: ``scheduler.pxd`` and
+``handles.pxd`` beside them declare C types for this very source, and
+``pip install`` builds them with Cython where a C compiler exists (see
+``setup.py``).  Uncompiled, the same source is the loop; ``SLIPSTREAM_PURE=1``
+forces that even when the compiled modules are installed.  So the code here
+has to be fast twice: as CPython bytecode and as C.  What follows from that:
+
+* The ready queue is two lists used in turn, not a deque: a turn takes the
+  whole list as its batch and installs the spare one for callbacks scheduled
+  meanwhile.  Iterating a list is cheaper than ``popleft()`` interpreted, and
+  compiled it is a C loop over an array.
+* Handles are built field by field (``Handle.__new__`` plus slot stores) in
+  one place per kind (``_schedule``, ``_schedule_timer``), not through
+  ``Handle(...)``: compiled, that is a direct allocation with no argument
+  parsing.
+* Timers are ``(when, sequence, handle)`` tuples in a :mod:`heapq` heap, so
+  ordering is done by C tuple comparison, never by a Python ``__lt__``.
+* The clock is read at most once per turn (twice if the turn polled), and
+  not at all while callbacks are ready and there is nothing to poll for; it
+  and the context calls come from :mod:`.primitives`, which the compiled
+  build turns into inline C.
+* Readiness is a dict lookup from the descriptor to a long-lived handle:
+  nothing is allocated per I/O event.
+* The compiled build's C types live only in the ``.pxd`` files; the
+  annotations here are for the type checker and Cython ignores them, so both
+  builds accept exactly the same arguments.
+
+:class:`Scheduler` knows nothing of sockets, transports, tasks or asyncio's
+policy machinery; :class:`slipstream.core.loop.CoreLoop` builds the rest of the
+event loop API on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import heapq
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVarTuple
+
+from ..backends import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend
+from . import primitives
+from .errors import logger
+from .handles import Handle, TimerHandle, creation_stack
+
+_Ts = TypeVarTuple("_Ts")
+
+_context_run = contextvars.Context.run
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+_READ_EVENTS = READ_EVENTS
+_WRITE_EVENTS = WRITE_EVENTS
+
+# When more than this many timers are cancelled and they make up more than half
+# of the heap, the heap is rebuilt without them (a server that arms and cancels a
+# timeout per request would otherwise grow the heap without bound).
+_MIN_CANCELLED_TIMERS_TO_PURGE = 100
+
+# How long a busy loop (one with callbacks or timers always due) may go without
+# peeking at I/O.  Small enough to be invisible as latency, large enough to skip
+# most zero-timeout polls when callbacks are short.
+_POLL_SKIP_WINDOW = 50e-6
+
+
+class Scheduler:
+    """Ready queue, timers, readiness callbacks and the turn of the loop that runs them.
+
+    The public scheduling methods (``call_soon``, ``call_later``, ``call_at``,
+    ``call_soon_threadsafe``, ``time``, ``stop``) behave as asyncio documents
+    them.  They return handles of :mod:`slipstream.core.handles`, which have
+    asyncio's handle API; the annotations say ``asyncio.Handle`` because that
+    is the interface :class:`asyncio.AbstractEventLoop` promises (see the note
+    in :meth:`call_soon`).
+    """
+
+    slow_callback_duration: float = 0.1
+
+    def __init__(self, backend: IOBackend) -> None:
+        self._closed = True  # until construction succeeds (see CoreLoop.__del__)
+        self._backend = backend
+        self._ready: list[Handle] = []
+        self._spare: list[Handle] = []
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timer_sequence = 0
+        self._cancelled_timers = 0
+        self._readers: dict[int, Handle] = {}
+        self._writers: dict[int, Handle] = {}
+        # Whether any descriptor but the wake-up pipe is watched (kept by
+        # _update_interest, which every change of the two maps goes through).
+        self._io_watched = False
+        self._clock_resolution = time.get_clock_info("monotonic").resolution
+        # A subclass may define its own clock; otherwise the loop reads
+        # time.monotonic without a method call.
+        self._plain_clock = type(self).time is Scheduler.time
+        self._last_poll = 0.0
+        self._stopping = False
+        self._thread_id: int | None = None
+        self._debug = False
+        self._current_handle: Handle | None = None
+        # The wake-up pipe: another thread (call_soon_threadsafe, a finished
+        # executor job) writes a byte to make a blocked poll() return.
+        self._wakeup_read, self._wakeup_write = socket.socketpair()
+        self._wakeup_read.setblocking(False)
+        self._wakeup_write.setblocking(False)
+        self._closed = False
+        self.watch_readable(self._wakeup_read.fileno(), self._drain_wakeup)
+
+    # Provided by the classes the loop is composed of (ErrorReporting); declared
+    # here so the scheduler can be compiled and type-checked on its own.
+
+    def report_callback_error(self, handle: Handle, exc: BaseException) -> None:
+        """Report an exception that escaped the callback of ``handle``."""
+        raise NotImplementedError
+
+    # -- state ----------------------------------------------------------------
+
+    def is_running(self) -> bool:
+        return self._thread_id is not None
+
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def get_debug(self) -> bool:
+        return self._debug
+
+    def stop(self) -> None:
+        self._stopping = True
+
+    def _check_closed(self) -> None:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+
+    def _check_thread(self) -> None:
+        if self._thread_id is not None and self._thread_id != threading.get_ident():
+            raise RuntimeError(
+                "Non-thread-safe operation invoked on an event loop other than the current one"
+            )
+
+    def _check_callback(self, callback: object, method: str) -> None:
+        if asyncio.iscoroutine(callback) or asyncio.iscoroutinefunction(callback):
+            raise TypeError(f"coroutines cannot be used with {method}()")
+        if not callable(callback):
+            raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    # -- time and scheduling ------------------------------------------------
+
+    def time(self) -> float:
+        return primitives.monotonic()
+
+    def call_soon(
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        # Our handles have asyncio.Handle's API but are not its subclasses
+        # (compiled, they are C types, which cannot derive from a Python
+        # class).  AbstractEventLoop's signature promises asyncio.Handle, so
+        # that is what the annotation says, and the checker is told here.
+        return self._schedule(callback, args, context, "call_soon")  # type: ignore[return-value]
+
+    def _schedule(
+        self,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        context: contextvars.Context | None,
+        method: str,
+    ) -> Handle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, method)
+        elif not callable(callback):
+            self._check_callback(callback, method)
+        handle = Handle.__new__(Handle)
+        handle._callback = callback
+        handle._args = args
+        handle._loop = self
+        handle._context = primitives.copy_context() if context is None else context
+        handle._cancelled = False
+        handle._repr = None
+        handle._source_traceback = creation_stack() if self._debug else None
+        self._ready.append(handle)
+        return handle
+
+    def call_soon_threadsafe(
+        self,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Handle:
+        self._check_closed()
+        if self._debug or not callable(callback):
+            self._check_callback(callback, "call_soon_threadsafe")
+        handle = Handle(callback, args, self, context)
+        self._ready.append(handle)
+        self._wake_up()
+        return handle  # type: ignore[return-value]  # see call_soon
+
+    def call_later(
+        self,
+        delay: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if delay is None:
+            raise TypeError("delay must not be None")
+        now = primitives.monotonic() if self._plain_clock else self.time()
+        return self._schedule_timer(now + delay, callback, args, context, "call_later")  # type: ignore[return-value]  # see call_soon
+
+    def call_at(
+        self,
+        when: float,
+        callback: Callable[[*_Ts], object],
+        *args: *_Ts,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.TimerHandle:
+        if when is None:
+            raise TypeError("when cannot be None")
+        return self._schedule_timer(when, callback, args, context, "call_at")  # type: ignore[return-value]  # see call_soon
+
+    def _schedule_timer(
+        self,
+        when: float,
+        callback: Callable[..., object],
+        args: tuple[Any, ...],
+        context: contextvars.Context | None,
+        method: str,
+    ) -> TimerHandle:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        if self._debug:
+            self._check_thread()
+            self._check_callback(callback, method)
+        elif not callable(callback):
+            self._check_callback(callback, method)
+        timer = TimerHandle.__new__(TimerHandle)
+        timer._callback = callback
+        timer._args = args
+        timer._loop = self
+        timer._context = primitives.copy_context() if context is None else context
+        timer._cancelled = False
+        timer._repr = None
+        timer._source_traceback = creation_stack() if self._debug else None
+        timer._when = when
+        timer._scheduled = True
+        sequence = self._timer_sequence
+        self._timer_sequence = sequence + 1
+        _heappush(self._timers, (when, sequence, timer))
+        return timer
+
+    def timer_cancelled(self) -> None:
+        """Called by a scheduled :class:`TimerHandle` when it is cancelled."""
+        self._cancelled_timers += 1
+
+    # -- readiness ---------------------------------------------------------------
+
+    def _update_interest(self, fd: int) -> None:
+        self._io_watched = len(self._readers) + len(self._writers) > 1
+        events = (READABLE if fd in self._readers else 0) | (WRITABLE if fd in self._writers else 0)
+        self._backend.set_interest(fd, events)
+
+    def watch_readable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` whenever ``fd`` is readable (replaces any previous one).
+
+        Returns the handle: it is cancelled once the callback is replaced or unwatched.
+        """
+        self._check_closed()
+        handle = Handle(callback, args, self, None)
+        old = self._readers.get(fd)
+        self._readers[fd] = handle
+        if old is None:
+            try:
+                self._update_interest(fd)
+            except BaseException:
+                del self._readers[fd]
+                raise
+        else:
+            old.cancel()
+        return handle
+
+    def watch_writable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
+        """Run ``callback(*args)`` whenever ``fd`` is writable (replaces any previous one).
+
+        Returns the handle: it is cancelled once the callback is replaced or unwatched.
+        """
+        self._check_closed()
+        handle = Handle(callback, args, self, None)
+        old = self._writers.get(fd)
+        self._writers[fd] = handle
+        if old is None:
+            try:
+                self._update_interest(fd)
+            except BaseException:
+                del self._writers[fd]
+                raise
+        else:
+            old.cancel()
+        return handle
+
+    def unwatch_readable(self, fd: int) -> bool:
+        """Stop watching ``fd`` for reading; False if it was not watched."""
+        handle = self._readers.pop(fd, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        if not self._closed:
+            self._update_interest(fd)
+        return True
+
+    def unwatch_writable(self, fd: int) -> bool:
+        """Stop watching ``fd`` for writing; False if it was not watched."""
+        handle = self._writers.pop(fd, None)
+        if handle is None:
+            return False
+        handle.cancel()
+        if not self._closed:
+            self._update_interest(fd)
+        return True
+
+    def _wake_up(self) -> None:
+        try:
+            self._wakeup_write.send(b"\0")
+        except OSError:
+            # Full (the loop will wake anyway) or closed (nothing to wake).
+            pass
+
+    def _drain_wakeup(self) -> None:
+        try:
+            while self._wakeup_read.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _close_scheduler(self) -> None:
+        """Drop every callback, timer and watch, and release the wake-up pipe and backend."""
+        self._closed = True
+        self._ready.clear()
+        for entry in self._timers:
+            entry[2]._scheduled = False
+        self._timers.clear()
+        self._cancelled_timers = 0
+        for handle in (*self._readers.values(), *self._writers.values()):
+            handle.cancel()
+        self._readers.clear()
+        self._writers.clear()
+        self._io_watched = False
+        self._wakeup_read.close()
+        self._wakeup_write.close()
+        self._backend.close()
+
+    # -- turns of the loop ---------------------------------------------------------
+
+    def _run_until_stopped(self) -> None:
+        """Run turns of the loop until ``stop()`` is called: the body of ``run_forever()``."""
+        try:
+            while True:
+                self._run_once()
+                if self._stopping:
+                    break
+        finally:
+            self._stopping = False
+
+    def _run_once(self) -> None:
+        """Poll for I/O, collect due timers, then run every callback that is ready.
+
+        This is the only place where callbacks are run.  Callbacks scheduled
+        while the batch runs wait for the next turn, so a callback that keeps
+        rescheduling itself cannot starve I/O.
+        """
+        if self._cancelled_timers:
+            self._drop_cancelled_timers()
+        ready = self._ready
+        if not ready or self._timers or self._stopping or self._io_watched:
+            self._gather(ready)
+        # else: callbacks are ready, no timer is pending and nothing is watched
+        # but the wake-up pipe (which can wait to be drained): no event and no
+        # deadline can add to this turn, so there is nothing to poll for and
+        # no clock to read.  A loop juggling tasks without I/O (and the
+        # micro-benchmarks) spends its turns on callbacks alone.
+        if not ready:
+            return
+        # The batch is the whole ready list; callbacks it schedules go to the
+        # spare list, which becomes the ready list now.  Each handle's slot is
+        # cleared as it runs, so what a finished callback referenced can be
+        # freed before the batch ends (a task done and forgotten is collected
+        # at once, as in asyncio).
+        self._ready = self._spare
+        if self._debug:
+            self._run_batch_debug(ready)
+            return
+        done = 0
+        try:
+            for handle in ready:
+                ready[done] = None  # type: ignore[call-overload]
+                done += 1
+                if handle._cancelled:
+                    continue
+                args = handle._args
+                try:
+                    # Spelled out by arity: a call without a star-argument
+                    # needs no argument tuple, interpreted or compiled.
+                    if not args:
+                        primitives.run_in_context(handle._context, handle._callback)  # type: ignore[arg-type]
+                    elif len(args) == 1:
+                        primitives.run_in_context_with(handle._context, handle._callback, args[0])  # type: ignore[arg-type]
+                    else:
+                        _context_run(handle._context, handle._callback, *args)  # type: ignore[arg-type]
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self.report_callback_error(handle, exc)
+        finally:
+            self._finish_batch(ready, done)
+        # A traceback stored by a failed task keeps this frame (its caller)
+        # alive, and the frame keeps its locals: drop the last handle so the
+        # task is not kept alive by a cycle until the next gc run.
+        handle = None  # type: ignore[assignment]
+        args = None
+
+    def _gather(self, ready: list[Handle]) -> None:
+        """Add to ``ready`` the callbacks of I/O events and of the timers that are due."""
+        timers = self._timers
+        now = primitives.monotonic() if self._plain_clock else self.time()
+        if ready or self._stopping:
+            timeout = 0.0
+        elif timers:
+            timeout = timers[0][0] - now
+            if timeout < 0.0:
+                timeout = 0.0
+        else:
+            timeout = -1.0
+        # Work is waiting (ready callbacks, a due timer) so the poll would only
+        # peek.  A zero-timeout poll is still a syscall (~0.3 µs, more than a
+        # callback costs compiled), so while work keeps coming it is skipped if
+        # the last poll is recent: I/O is still seen within _POLL_SKIP_WINDOW,
+        # and a stop() always gets its final peek, as asyncio promises.
+        if timeout != 0.0 or self._stopping or now - self._last_poll >= _POLL_SKIP_WINDOW:
+            events = self._backend.poll(None if timeout < 0.0 else timeout)
+            now = primitives.monotonic() if self._plain_clock else self.time()
+            self._last_poll = now
+            if events:
+                readers = self._readers
+                writers = self._writers
+                for fd, mask in events:
+                    if mask & _READ_EVENTS:
+                        handle = readers.get(fd)
+                        if handle is not None:
+                            ready.append(handle)
+                    if mask & _WRITE_EVENTS:
+                        handle = writers.get(fd)
+                        if handle is not None:
+                            ready.append(handle)
+        if timers:
+            deadline = now + self._clock_resolution
+            while timers and timers[0][0] < deadline:
+                timer = _heappop(timers)[2]
+                timer._scheduled = False
+                if timer._cancelled:
+                    self._cancelled_timers -= 1
+                else:
+                    ready.append(timer)
+
+    def _finish_batch(self, batch: list[Handle], done: int) -> None:
+        if done < len(batch):
+            # An exception (KeyboardInterrupt, SystemExit) left the batch
+            # early: the callbacks it did not reach stay first in line.
+            self._ready[0:0] = batch[done:]
+        primitives.empty_list(batch)
+        self._spare = batch
+
+    def _run_batch_debug(self, batch: list[Handle]) -> None:
+        done = 0
+        try:
+            for handle in batch:
+                batch[done] = None  # type: ignore[call-overload]
+                done += 1
+                if handle._cancelled:
+                    continue
+                self._current_handle = handle
+                started = self.time()
+                try:
+                    handle._run()
+                finally:
+                    self._current_handle = None
+                elapsed = self.time() - started
+                if elapsed >= self.slow_callback_duration:
+                    logger.warning("Executing %r took %.3f seconds", handle, elapsed)
+        finally:
+            self._finish_batch(batch, done)
+        handle = None  # type: ignore[assignment]  # see _run_once
+
+    def _drop_cancelled_timers(self) -> None:
+        timers = self._timers
+        if self._cancelled_timers > _MIN_CANCELLED_TIMERS_TO_PURGE and (
+            self._cancelled_timers * 2 > len(timers)
+        ):
+            kept = []
+            for entry in timers:
+                timer = entry[2]
+                if timer._cancelled:
+                    timer._scheduled = False
+                else:
+                    kept.append(entry)
+            heapq.heapify(kept)
+            self._timers = kept
+            self._cancelled_timers = 0
+        else:
+            while timers and timers[0][2]._cancelled:
+                _heappop(timers)[2]._scheduled = False
+                self._cancelled_timers -= 1

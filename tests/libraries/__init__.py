@@ -1,0 +1,1 @@
+"""Real asyncio libraries (aiohttp, httpx, websockets, asyncpg, redis-py) on each loop."""

@@ -1,0 +1,159 @@
+"""The optional compiled core: which build is in use, SLIPSTREAM_PURE, and handle behaviour.
+
+The rest of the suite runs on whichever build is in use (scripts/test.sh runs
+it twice: compiled, then with SLIPSTREAM_PURE=1); these tests check the
+selection itself and the parts of the handles' API that the compiled build
+re-implements rather than inherits from asyncio.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib.machinery
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import slipstream
+import slipstream.core
+
+CORE_DIR = Path(slipstream.core.__file__).parent
+HOT_MODULES = ("handles", "scheduler")
+
+
+def compiled_modules_present() -> bool:
+    """Whether this interpreter has compiled hot modules beside the sources."""
+    suffixes = importlib.machinery.EXTENSION_SUFFIXES
+    return all(
+        any((CORE_DIR / f"{name}{suffix}").exists() for suffix in suffixes)
+        for name in HOT_MODULES
+    )
+
+
+def probe(pure: str | None) -> dict[str, Any]:
+    """Import slipstream in a fresh interpreter; report the build and module files in use."""
+    env = dict(os.environ)
+    env.pop("SLIPSTREAM_PURE", None)
+    if pure is not None:
+        env["SLIPSTREAM_PURE"] = pure
+    code = (
+        "import json, slipstream, slipstream.core.handles as h, slipstream.core.scheduler as s\n"
+        "loop = slipstream.new_event_loop()\n"
+        "loop.call_soon(loop.stop); loop.run_forever(); loop.close()\n"
+        "print(json.dumps({'compiled': slipstream.compiled,"
+        " 'files': [h.__file__, s.__file__]}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+@pytest.mark.parametrize("value", ["1", "yes"])
+def test_slipstream_pure_forces_the_sources(value: str) -> None:
+    result = probe(value)
+    assert result["compiled"] is False
+    assert all(path.endswith(".py") for path in result["files"])
+
+
+@pytest.mark.parametrize("value", [None, "", "0"])
+def test_default_uses_the_compiled_core_when_built(value: str | None) -> None:
+    result = probe(value)
+    if not compiled_modules_present():
+        pytest.skip("no compiled core for this interpreter (no C compiler at install time?)")
+    assert result["compiled"] is True
+    assert not any(path.endswith(".py") for path in result["files"])
+
+
+def test_compiled_flag_matches_the_modules_in_use() -> None:
+    files = [sys.modules[f"slipstream.core.{name}"].__file__ or "" for name in HOT_MODULES]
+    assert slipstream.compiled is not any(path.endswith(".py") for path in files)
+    assert slipstream.compiled is slipstream.core.COMPILED
+
+
+def _callback(*args: Any) -> None:
+    pass
+
+
+@pytest.mark.parametrize("debug", [False, True])
+def test_handle_reprs_have_asyncio_shape(loop_factory: Any, debug: bool) -> None:
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    loop.set_debug(debug)
+    # Python 3.13 shows a callback's arguments only in debug mode.
+    shown = debug or sys.version_info < (3, 13)
+    try:
+        handle = loop.call_soon(_callback, 1, "two")
+        timer = loop.call_at(loop.time() + 100, functools.partial(_callback, 1), 2)
+        source = f" at {__file__}:"
+        described = "_callback(1, 'two')" if shown else "_callback()"
+        assert repr(handle).startswith("<Handle " + described + source)
+        described = "_callback(1)(2)" if shown else "_callback()()"
+        assert repr(timer).startswith(f"<TimerHandle when={timer.when()} {described}{source}")
+        timer.cancel()
+        handle.cancel()
+        if not debug:  # debug mode keeps the repr from before the cancel
+            assert repr(timer) == f"<TimerHandle cancelled when={timer.when()}>"
+            assert repr(handle) == "<Handle cancelled>"
+    finally:
+        loop.close()
+
+
+def test_timer_handles_order_and_compare_like_asyncio(loop_factory: Any) -> None:
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    try:
+        when = loop.time() + 100
+        early = loop.call_at(when, _callback)
+        late = loop.call_at(when + 1, _callback)
+        twin = loop.call_at(when, _callback)
+        assert early < late and late > early
+        assert early <= twin and early >= twin
+        assert early == twin and hash(early) == hash(twin)
+        assert early != late
+        for timer in (early, late, twin):
+            timer.cancel()
+    finally:
+        loop.close()
+
+
+def test_callback_arities_and_contexts(loop_factory: Any) -> None:
+    # The run loop calls zero-, one- and many-argument callbacks by different paths.
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    seen: list[tuple[Any, ...]] = []
+    try:
+        loop.call_soon(lambda: seen.append(()))
+        loop.call_soon(lambda a: seen.append((a,)), 1)
+        loop.call_soon(lambda a, b, c: seen.append((a, b, c)), 1, 2, 3)
+        loop.call_later(0, lambda a, b: seen.append((a, b)), 4, 5)
+        loop.run_until_complete(asyncio.sleep(0.01))
+        assert seen == [(), (1,), (1, 2, 3), (4, 5)]
+    finally:
+        loop.close()
+
+
+def test_keyboard_interrupt_keeps_the_rest_of_the_batch(loop_factory: Any) -> None:
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    seen: list[str] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    try:
+        loop.call_soon(seen.append, "first")
+        loop.call_soon(interrupt)
+        loop.call_soon(seen.append, "after")
+        with pytest.raises(KeyboardInterrupt):
+            loop.run_forever()
+        assert seen == ["first"]
+        loop.call_soon(seen.append, "newer")
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert seen == ["first", "after", "newer"]
+    finally:
+        loop.close()
