@@ -10,20 +10,23 @@ watches the socket until the *first* readiness and then stops: in a
 request/response loop that is one registration and one removal per message,
 ``EPOLL_CTL_ADD`` then ``EPOLL_CTL_DEL``, about 1.7 µs of system calls.
 
-So a descriptor whose watch has come and gone once is registered with
-``EPOLLONESHOT`` from then on.  When the kernel reports a one-shot
+So a descriptor watched again within a poll or two of its watch going away is
+registered with ``EPOLLONESHOT``.  When the kernel reports a one-shot
 registration it *disarms* it: the registration stays in the epoll set but
 reports nothing more until re-armed with ``EPOLL_CTL_MOD``.  Then:
 
 * if the interest is removed after that event (the ``sock_*`` case), the
   kernel needs no call: the disarmed registration is *parked*, and the next
-  wait on that number re-arms it with one ``EPOLL_CTL_MOD`` (about 0.4 µs)
-  instead of an ADD and a DEL;
+  wait on that number re-arms it, one-shot again, with one ``EPOLL_CTL_MOD``
+  (about 0.4 µs) instead of an ADD and a DEL;
 * if the interest is still there at the next poll (a lasting watcher on a
   number that was used briefly before), it is re-armed level-triggered, once,
-  and stays so.
+  and stays so;
 * if the interest is removed *before* the kernel reported it (a cancelled
   wait), the registration is still armed and is deleted at once, as always.
+
+Everything else (a transport's watch, ``add_reader``) is level-triggered from
+the start, as before: one ``EPOLL_CTL_ADD``, one ``EPOLL_CTL_DEL``.
 
 Which registrations the kernel reported is known exactly: each poll looks at
 its events for the armed one-shot descriptors (a set lookup per event, and
@@ -64,6 +67,9 @@ _MAX_TIMEOUT = 24 * 3600.0
 
 _ONESHOT = select.EPOLLONESHOT
 
+# A watch removed and added again within this many polls is a short-lived one.
+_TRANSIENT_POLLS = 2
+
 
 class EpollBackend:
     """Level-triggered epoll, with one-shot registrations for short-lived watches."""
@@ -83,9 +89,12 @@ class EpollBackend:
         # re-armed (or replaced, if the number now names another file) by the
         # next set_interest for that number.
         self._parked: set[int] = set()
-        # Numbers whose level-triggered watch was removed: registered one-shot
-        # next time.
-        self._transient: set[int] = set()
+        # Numbers whose level-triggered watch was removed, with the poll count
+        # then: watched again within _TRANSIENT_POLLS, they are registered
+        # one-shot.  (A transport's number freed by a close and reused much
+        # later by another connection stays level-triggered.)
+        self._transient: dict[int, int] = {}
+        self._polls = 0
 
     def fileno(self) -> int:
         return self._epoll.fileno()
@@ -102,10 +111,10 @@ class EpollBackend:
                 self._fired.discard(fd)
                 self._parked.add(fd)
                 return
-            if fd in self._armed:
-                self._armed.discard(fd)
-            else:
-                self._transient.add(fd)
+            # Armed (a wait cancelled before its event) or level-triggered:
+            # the registration must go now.
+            self._armed.discard(fd)
+            self._transient[fd] = self._polls
             try:
                 self._epoll.unregister(fd)
             except OSError:
@@ -126,11 +135,13 @@ class EpollBackend:
             self._parked.discard(fd)
             self._rearm(fd, events | _ONESHOT)
             self._armed.add(fd)
-        elif fd in self._transient:
-            self._register(fd, events | _ONESHOT)
-            self._armed.add(fd)
         else:
-            self._register(fd, events)
+            removed = self._transient.pop(fd, None)
+            if removed is not None and self._polls - removed <= _TRANSIENT_POLLS:
+                self._register(fd, events | _ONESHOT)
+                self._armed.add(fd)
+            else:
+                self._register(fd, events)
         self._interest[fd] = events
 
     def _register(self, fd: int, mask: int) -> None:
@@ -169,6 +180,7 @@ class EpollBackend:
         # select.epoll.poll rounds the timeout up to whole milliseconds, so a
         # timer is never woken for early.  EINTR is retried by Python (PEP 475).
         events = self._epoll.poll(timeout, self._maxevents)
+        self._polls += 1
         if self._armed:
             armed = self._armed
             fired = self._fired
@@ -186,7 +198,6 @@ class EpollBackend:
         fired = self._fired
         while fired:
             fd = fired.pop()
-            self._transient.discard(fd)
             try:
                 self._rearm(fd, self._interest[fd])
             except OSError:
@@ -195,7 +206,8 @@ class EpollBackend:
                 self._forget(fd)
 
     def close(self) -> None:
-        for records in (self._armed, self._fired, self._parked, self._transient):
+        for records in (self._armed, self._fired, self._parked):
             records.clear()
+        self._transient.clear()
         self._interest.clear()
         self._epoll.close()

@@ -144,11 +144,6 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._sock_closed = False
-        # Instance attributes, though the class has defaults: the interpreter
-        # specialises the hot path's attribute reads only for values stored on
-        # the instance (a class-level default costs a slow lookup per read).
-        self._recv_size = _RECV_SIZE
-        self._empty_waiter = None
         self._buffer: collections.deque[bytes | memoryview] = collections.deque()
         self._buffer_size = 0
         self._closing = False  # close() or a fatal error happened
