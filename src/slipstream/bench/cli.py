@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import report
+from .child import FRESH_ALLOCATOR_VARIABLE
 from .jobs import Job, Settings, select_jobs
 from .loops import KNOWN_LOOPS, available_loops, is_available
 from .processes import c_compiler_available, cores
@@ -51,6 +53,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--connections", type=int, default=10, help="echo connections (10)")
     parser.add_argument("--idle", type=int, help="idle connections for scale (10000)")
+    parser.add_argument(
+        "--fresh-allocator",
+        action="store_true",
+        help="run loops in glibc malloc's fresh-process state instead of a warmed one"
+        " (see docs/benchmarks.md, 'The allocator')",
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -124,6 +132,9 @@ def main(argv: list[str]) -> int:
         return 2
     rounds = args.rounds if args.rounds is not None else (1 if args.quick else 3)
     settings = settings_from(args)
+    if args.fresh_allocator:
+        # Inherited by every child (see child.py); the C programs ignore it.
+        os.environ[FRESH_ALLOCATOR_VARIABLE] = "1"
     return run_and_report(jobs, loops, rounds, settings, args)
 
 
@@ -136,7 +147,11 @@ def run_and_report(
         if server_core is not None
         else "not pinned (fewer than 2 CPUs)"
     )
-    print(f"loops: {', '.join(loops)}; {rounds} round(s); {pinning}", file=sys.stderr)
+    allocator = "fresh" if os.environ.get(FRESH_ALLOCATOR_VARIABLE) else "warmed"
+    print(
+        f"loops: {', '.join(loops)}; {rounds} round(s); {pinning}; {allocator} allocator",
+        file=sys.stderr,
+    )
     if any(job.extra_loops for job in jobs) and not c_compiler_available():
         print("note: no C compiler: the C reference echo row is skipped", file=sys.stderr)
     results = run_benchmarks(jobs, loops, rounds, settings, progress)

@@ -39,6 +39,7 @@ from asyncio.trsock import TransportSocket
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import logger
+from .allocator import LARGE_READ, SMALL_READ, large_reads_are_cheap
 from .flow import WriteFlowControl
 
 if TYPE_CHECKING:
@@ -49,8 +50,6 @@ __all__ = ["ConnectionTracker", "SocketTransport", "set_nodelay"]
 # After this many writes to a transport whose connection is lost, each further
 # write logs a warning: the application is writing into the void.
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
-
-_RECV_SIZE = 64 * 1024
 
 # sendmsg() takes at most IOV_MAX buffers (1024 on Linux).
 _IOV_MAX = 1024
@@ -89,21 +88,20 @@ def set_nodelay(sock: socket.socket) -> None:
 class SocketTransport(WriteFlowControl, asyncio.Transport):
     """A connected stream socket (TCP or Unix) driving a Protocol or BufferedProtocol."""
 
-    # How much one recv() asks for: 64 KiB, or 127 KiB (max_size) while the
-    # peer keeps filling whole reads.  recv(n) allocates n bytes before it
-    # knows how many will come, then shrinks the block to what came.  glibc
-    # serves blocks of 128 KiB and more with mmap(), and a block shrunk before
-    # it is freed never teaches malloc to stop doing so: every such read then
-    # costs an mmap, a page fault per 4 KiB the kernel copies in, and an
-    # munmap.  That is what made asyncio's fixed 256 KiB reads cost a 1 KiB
-    # echo ~12 µs of server CPU per message, and what made our earlier 256 KiB
-    # step cost a 100 KiB echo 77 µs per round trip where 64 KiB reads need
-    # 34 (the second read of each message asked for 256 KiB and got 36).
-    # 127 KiB stays under the threshold, comes from the heap like 64 KiB
-    # does, and still halves the system calls of a bulk transfer (1 MiB
-    # echo: 270 µs per round trip against 410 with 64 KiB reads).
+    # How much one recv() asks for.  recv(n) allocates n bytes before it
+    # knows how many will come, then shrinks the block to what came, so a
+    # large n is only as cheap as the C allocator makes it (allocator.py has
+    # the whole story).  Where large_reads_are_cheap() -- glibc, taught once
+    # per process -- every read asks for 256 KiB, as asyncio's do: a 1 KiB
+    # message costs the same as with 64 KiB reads, and a 100 KiB one needs
+    # one read instead of two.  Elsewhere reads start at 64 KiB and go up to
+    # 127 KiB (max_size) while the peer keeps filling them, staying under
+    # the 128 KiB above which glibc, untaught, would mmap every read (which
+    # once cost our 100 KiB echo 77 µs per round trip instead of 34, and
+    # costs asyncio's 1 KiB echo ~27 µs instead of ~9 in a new process).
     max_size = 127 * 1024
-    _recv_size = _RECV_SIZE
+    _recv_size = SMALL_READ
+    _base_recv_size = SMALL_READ
 
     # Read by asyncio-compatible helpers (start_tls, sendfile) to know what the
     # transport supports.
@@ -144,6 +142,8 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._sock = sock
         self._fd = sock.fileno()
         self._sock_closed = False
+        if large_reads_are_cheap():
+            self._recv_size = self._base_recv_size = self.max_size = LARGE_READ
         self._buffer: collections.deque[bytes | memoryview] = collections.deque()
         self._buffer_size = 0
         self._closing = False  # close() or a fatal error happened
@@ -255,8 +255,8 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             return
         if len(data) == size:
             self._recv_size = self.max_size  # the peer is streaming: read more at a time
-        elif size > _RECV_SIZE and len(data) < _RECV_SIZE:
-            self._recv_size = _RECV_SIZE
+        elif size > self._base_recv_size and len(data) < self._base_recv_size:
+            self._recv_size = self._base_recv_size
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
