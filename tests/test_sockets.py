@@ -386,3 +386,32 @@ def test_sock_sendfile_argument_errors(run: Run) -> None:
         (ValueError, "offset must be a non-negative integer (got -1)"),
         (TypeError, "offset must be a non-negative integer (got 1.0)"),
     ]
+
+
+def test_sock_recv_after_a_drained_read_still_sees_every_byte(run: Run) -> None:
+    # The second receive of each pair skips the speculative recv() (the first
+    # one emptied the socket); data, EOF and odd sizes must come out the same.
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        left, right = nonblocking_pair()
+        with left, right:
+            for size in (1, 10, 1000):
+                reader = loop.create_task(loop.sock_recv(left, 65536))
+                await asyncio.sleep(0)
+                await loop.sock_sendall(right, b"x" * size)
+                assert await reader == b"x" * size
+            await loop.sock_sendall(right, b"queued")
+            await asyncio.sleep(0.01)
+            assert await loop.sock_recv(left, 65536) == b"queued"  # waits, then reads
+            assert await loop.sock_recv(left, 0) == b""  # at once, as recv(0) does
+            with pytest.raises(ValueError):
+                await loop.sock_recv(left, -1)
+            with pytest.raises(TypeError):
+                await loop.sock_recv(left, "10")  # type: ignore[arg-type]
+            await loop.sock_sendall(right, b"ab")
+            assert await loop.sock_recv(left, 1) == b"a"  # a full read: more may wait
+            assert await loop.sock_recv(left, 1) == b"b"
+            right.shutdown(socket.SHUT_WR)
+            assert await loop.sock_recv(left, 100) == b""
+
+    run(main())
