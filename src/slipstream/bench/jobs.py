@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import micro
-from .loops import C_REFERENCE
+from .loops import REFERENCES
 from .processes import BenchError, c_program, cores, pinned_to, run_child, start_server
 from .processes import Server as ServerProcess
 
@@ -63,7 +63,7 @@ class Job:
     label: str
     metrics: tuple[Metric, ...]
     run: Callable[[str, Settings], Measurement]
-    extra_loops: tuple[str, ...] = ()  # reference rows beside the event loops (the C server)
+    extra_loops: tuple[str, ...] = ()  # reference servers beside the event loops
 
 
 # --- micro ----------------------------------------------------------------------------------
@@ -177,7 +177,7 @@ def echo_job(mode: str, size_name: str) -> Job:
             Metric(f"{prefix}.cpu", "echo-cpu", label + " server CPU", "µs/req", False),
         ),
         run,
-        extra_loops=(C_REFERENCE,) if mode == "protocol" else (),
+        extra_loops=REFERENCES if mode == "protocol" else (),
     )
 
 

@@ -21,6 +21,10 @@ KNOWN_LOOPS = ("asyncio", "uvloop", "rloop", "slipstream", "slipstream-pure")
 PEERS = ("uvloop", "rloop")
 # The C epoll echo server: a reference row for the kernel's share, not an event loop.
 C_REFERENCE = "c-epoll"
+PY_REFERENCE = "py-epoll"
+# Reference servers shown beside the loops on the Protocol echo rows: the
+# kernel's share (c_echo.c) and the least Python can add to it (py_echo.py).
+REFERENCES = (C_REFERENCE, PY_REFERENCE)
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 

@@ -22,7 +22,7 @@ from typing import IO, Any
 
 import slipstream
 
-from .loops import loop_environment
+from .loops import C_REFERENCE, PY_REFERENCE, loop_environment
 
 READY_TIMEOUT = 20.0  # seconds for a server to start and bind
 
@@ -151,8 +151,10 @@ def start_process(command: list[str], core: int | None, loop: str | None = None)
 def start_server(loop: str, kind: str, mode: str = "", target: int = 0) -> Server:
     """Start a server on ``loop`` (or the C reference server) on the server core."""
     core = cores()[0]
-    if loop == "c-epoll":
+    if loop == C_REFERENCE:
         return start_process([c_program("c_echo")], core)
+    if loop == PY_REFERENCE:
+        return start_process([sys.executable, "-m", "slipstream.bench.py_echo"], core)
     spec = {"task": "server", "loop": loop, "kind": kind, "mode": mode, "target": target}
     command = [sys.executable, "-m", "slipstream.bench.child", json.dumps(spec)]
     return start_process(command, core, loop)

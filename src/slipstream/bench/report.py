@@ -17,7 +17,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from .loops import C_REFERENCE, PEERS
+from .loops import PEERS, REFERENCES
 from .runner import Results, format_value
 
 Row = dict[str, Any]
@@ -197,7 +197,7 @@ def write_chart(document: dict[str, Any], path: Path) -> str | None:
             groups.setdefault(row["group"], []).append(row)
     if not groups:
         return "no row has an asyncio baseline: no chart"
-    loops = [loop for loop in document["loops"] if loop != C_REFERENCE]
+    loops = [loop for loop in document["loops"] if loop not in REFERENCES]
     figure, axes = plt.subplots(
         len(groups),
         1,
