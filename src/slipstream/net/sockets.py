@@ -316,14 +316,23 @@ class SocketOperations(CoreLoop):
 
     # -- waiting -----------------------------------------------------------------
 
-    async def _sockop_readable(
-        self, sock: socket.socket, callback: Callable[..., object], *args: Any
+    async def _sockop_wait(
+        self,
+        watch: Callable[..., Any],
+        release: Callable[[int], object],
+        sock: socket.socket,
+        callback: Callable[..., object],
+        *args: Any,
     ) -> Any:
-        """Wait until ``callback(fut, release, fd, *args)``, run when readable, settles ``fut``."""
+        """Wait until ``callback(fut, release, fd, *args)`` settles ``fut``.
+
+        ``watch``/``release`` are the loop's ``watch_readable``/``unwatch_readable``
+        or ``watch_writable``/``unwatch_writable``: which readiness runs the callback.
+        """
         fut = self.create_future()
         fd = sock.fileno()
         self.check_fd_unowned(fd)
-        handle = self.watch_readable(fd, callback, fut, self.unwatch_readable, fd, *args)
+        handle = watch(fd, callback, fut, release, fd, *args)
         try:
             return await fut
         finally:
@@ -331,23 +340,8 @@ class SocketOperations(CoreLoop):
             # the wait ended otherwise (cancelled), give the slot back, unless
             # another operation has taken it since (that cancelled our handle).
             if not handle.cancelled():
-                self.unwatch_readable(fd)
+                release(fd)
             del fut  # an error's traceback holds this frame: no cycle through fut
-
-    async def _sockop_writable(
-        self, sock: socket.socket, callback: Callable[..., object], *args: Any
-    ) -> Any:
-        """Like :meth:`_sockop_readable`, for writability."""
-        fut = self.create_future()
-        fd = sock.fileno()
-        self.check_fd_unowned(fd)
-        handle = self.watch_writable(fd, callback, fut, self.unwatch_writable, fd, *args)
-        try:
-            return await fut
-        finally:
-            if not handle.cancelled():
-                self.unwatch_writable(fd)
-            del fut
 
     # -- receiving -----------------------------------------------------------------
 
@@ -373,7 +367,7 @@ class SocketOperations(CoreLoop):
                 return sock.recv(nbytes)
             except (BlockingIOError, InterruptedError):
                 drained.add(fd)
-        # _sockop_readable, inlined: this wait happens once per message in a
+        # _sockop_wait, inlined: this wait happens once per message in a
         # request/response loop, and a coroutine frame less is measurable.
         fut: asyncio.Future[bytes] = self.create_future()
         self.check_fd_unowned(fd)
@@ -394,8 +388,13 @@ class SocketOperations(CoreLoop):
             return sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
             pass
-        count: int = await self._sockop_readable(
-            sock, _retry, sock, operator.methodcaller("recv_into", buf)
+        count: int = await self._sockop_wait(
+            self.watch_readable,
+            self.unwatch_readable,
+            sock,
+            _retry,
+            sock,
+            operator.methodcaller("recv_into", buf),
         )
         return count
 
@@ -406,8 +405,13 @@ class SocketOperations(CoreLoop):
             return sock.recvfrom(bufsize)
         except (BlockingIOError, InterruptedError):
             pass
-        result: tuple[bytes, Any] = await self._sockop_readable(
-            sock, _retry, sock, operator.methodcaller("recvfrom", bufsize)
+        result: tuple[bytes, Any] = await self._sockop_wait(
+            self.watch_readable,
+            self.unwatch_readable,
+            sock,
+            _retry,
+            sock,
+            operator.methodcaller("recvfrom", bufsize),
         )
         return result
 
@@ -422,8 +426,13 @@ class SocketOperations(CoreLoop):
             return sock.recvfrom_into(buf, nbytes)
         except (BlockingIOError, InterruptedError):
             pass
-        result: tuple[int, Any] = await self._sockop_readable(
-            sock, _retry, sock, operator.methodcaller("recvfrom_into", buf, nbytes)
+        result: tuple[int, Any] = await self._sockop_wait(
+            self.watch_readable,
+            self.unwatch_readable,
+            sock,
+            _retry,
+            sock,
+            operator.methodcaller("recvfrom_into", buf, nbytes),
         )
         return result
 
@@ -444,7 +453,9 @@ class SocketOperations(CoreLoop):
             view = view.cast("B")  # send() counts bytes, len() may count items
         if sent == len(view):
             return
-        await self._sockop_writable(sock, _send_ready, sock, [view[sent:]])
+        await self._sockop_wait(
+            self.watch_writable, self.unwatch_writable, sock, _send_ready, sock, [view[sent:]]
+        )
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
         """Send the datagram ``data`` to ``address``; return the number of bytes sent."""
@@ -455,8 +466,13 @@ class SocketOperations(CoreLoop):
             pass
         # The method is looked up on every attempt (not bound once), as asyncio
         # does: a wrapper or a test may replace ``sock.sendto`` while we wait.
-        sent: int = await self._sockop_writable(
-            sock, _retry, sock, operator.methodcaller("sendto", data, 0, address)
+        sent: int = await self._sockop_wait(
+            self.watch_writable,
+            self.unwatch_writable,
+            sock,
+            _retry,
+            sock,
+            operator.methodcaller("sendto", data, 0, address),
         )
         return sent
 
@@ -477,7 +493,9 @@ class SocketOperations(CoreLoop):
             # In progress (EINPROGRESS; or EINTR, after which the connection
             # also goes on in the background): writability says it is done.
             pass
-        await self._sockop_writable(sock, _connect_finished, sock, address)
+        await self._sockop_wait(
+            self.watch_writable, self.unwatch_writable, sock, _connect_finished, sock, address
+        )
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
         """Accept a connection: ``(conn, address)``, with ``conn`` non-blocking."""
@@ -486,8 +504,8 @@ class SocketOperations(CoreLoop):
             return _accept(sock)
         except (BlockingIOError, InterruptedError):
             pass
-        result: tuple[socket.socket, Any] = await self._sockop_readable(
-            sock, _retry, sock, _accept
+        result: tuple[socket.socket, Any] = await self._sockop_wait(
+            self.watch_readable, self.unwatch_readable, sock, _retry, sock, _accept
         )
         return result
 
