@@ -36,6 +36,7 @@ import ssl
 from asyncio.log import logger
 from typing import Any
 
+from ..transports.errors import report_fatal_error
 from .flow import TLSFlowControl
 from .pump import TLSPump, TLSState
 from .transport import SSLTransport
@@ -517,16 +518,10 @@ class TLSLayer(TLSFlowControl, asyncio.BufferedProtocol):
             if self._lost_exc is None:
                 self._lost_exc = exc
             transport.abort()
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        elif not isinstance(exc, asyncio.CancelledError):
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": transport,
-                "protocol": self,
-            })
+        if not isinstance(exc, asyncio.CancelledError):
+            report_fatal_error(
+                self._loop, message, exc, transport, self, isinstance(exc, OSError)
+            )
 
     def _wake_waiter(self, exc: BaseException | None) -> None:
         waiter = self._waiter

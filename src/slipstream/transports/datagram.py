@@ -40,6 +40,7 @@ from typing import Any
 
 from ..core import CoreLoop
 from ..core.errors import logger
+from .errors import report_fatal_error
 from .flow import WriteFlowControl
 
 __all__ = ["DatagramTransport"]
@@ -304,12 +305,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
     # -- closing -----------------------------------------------------------------------
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        assert self._loop is not None
-        if isinstance(exc, OSError):
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._report_protocol_error(message, exc)
+        report_fatal_error(self._loop, message, exc, self, self._protocol, isinstance(exc, OSError))
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:

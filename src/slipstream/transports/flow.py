@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from .errors import report_error
+
 __all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "compute_water_marks"]
 
 # asyncio's defaults: pause above 64 KiB buffered, resume at 16 KiB.
@@ -107,9 +109,4 @@ class WriteFlowControl:
         loop = self._loop
         if loop is None:  # the transport is already fully closed
             return
-        loop.call_exception_handler({
-            "message": message,
-            "exception": exc,
-            "transport": self,
-            "protocol": self._protocol,
-        })
+        report_error(loop, message, exc, self, self._protocol)

@@ -31,6 +31,7 @@ from typing import Any
 
 from ..core import CoreLoop
 from ..core.errors import logger
+from .errors import report_fatal_error
 from .flow import WriteFlowControl
 
 # One read takes at most this much: a pipe holds 64 KiB by default, so a
@@ -196,21 +197,9 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
     # -- closing -----------------------------------------------------------------------
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        loop = self._loop
-        assert loop is not None
-        if isinstance(exc, OSError) and exc.errno == errno.EIO:
-            # A pty whose other side is closed: end of data, not a fault.
-            if loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
+        # EIO from a pty whose other side is closed: end of data, not a fault.
+        expected = isinstance(exc, OSError) and exc.errno == errno.EIO
+        report_fatal_error(self._loop, message, exc, self, self._protocol, expected)
         self._close(exc)
 
     def _close(self, exc: BaseException | None) -> None:
@@ -412,22 +401,10 @@ class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTran
     # -- closing -----------------------------------------------------------------------
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        loop = self._loop
-        assert loop is not None
-        if isinstance(exc, OSError):
-            # EPIPE and friends: the reader went away, which the protocol
-            # learns from connection_lost(exc); nothing to log.
-            if loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            loop.call_exception_handler(
-                {
-                    "message": message,
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
+        # EPIPE and friends: the reader went away, which the protocol learns
+        # from connection_lost(exc).
+        expected = isinstance(exc, OSError)
+        report_fatal_error(self._loop, message, exc, self, self._protocol, expected)
         self._close(exc)
 
     def _close(self, exc: BaseException | None) -> None:
