@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from slipstream.tls.layer import wrap_protocol
+from slipstream.tls.layer import TLSLayer
 from tests.test_tls_support import (
     HOST,
     MODES,
@@ -251,7 +251,7 @@ def test_server_side_needs_a_context() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         with pytest.raises(ValueError, match="Server side SSL needs a valid SSLContext"):
-            wrap_protocol(loop, Collector(), None, None, server_side=True)
+            TLSLayer(loop, Collector(), None, None, server_side=True)
 
     asyncio.run(main())
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from slipstream.tls.layer import TLSLayer, wrap_protocol
+from slipstream.tls.layer import TLSLayer
 from tests.test_tls_certs import tls_material
 
 Run = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -118,10 +118,10 @@ async def connect_pair() -> tuple[TLSLayer, Recorder, MemoryTransport, TLSLayer,
     material = tls_material()
     client_app, server_app = Recorder(), Recorder()
     waiter: asyncio.Future[None] = loop.create_future()
-    client = wrap_protocol(
+    client = TLSLayer(
         loop, client_app, material.client_context(), waiter, server_hostname="localhost"
     )
-    server = wrap_protocol(loop, server_app, material.server_context(), None, server_side=True)
+    server = TLSLayer(loop, server_app, material.server_context(), None, server_side=True)
     to_server, to_client = MemoryTransport(loop, client), MemoryTransport(loop, server)
     to_server.peer, to_client.peer = to_client, to_server
     server.connection_made(to_client)

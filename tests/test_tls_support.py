@@ -5,7 +5,7 @@ Each TLS test runs in two modes:
 * ``loop``: TLS as the loop provides it (``create_connection(ssl=...)``,
   ``loop.start_tls``).  On stock asyncio that is asyncio's own SSLProtocol, so
   these runs pin down the reference behaviour; on slipstream it is our layer.
-* ``layer``: our :func:`~slipstream.tls.layer.wrap_protocol` installed by hand
+* ``layer``: our :class:`~slipstream.tls.layer.TLSLayer` installed by hand
   over a *plain* connection (and our ``start_tls`` called on the loop), so
   that on stock asyncio our layer runs over asyncio's own socket transports.
 
@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 import pytest
 
 from slipstream.tls.endpoints import TLSSupport
-from slipstream.tls.layer import wrap_protocol
+from slipstream.tls.layer import TLSLayer
 from tests.test_tls_certs import tls_material
 
 T = TypeVar("T")
@@ -152,7 +152,7 @@ async def tls_connect(
         )
     app = factory()
     waiter: asyncio.Future[None] = loop.create_future()
-    layer = wrap_protocol(
+    layer = TLSLayer(
         loop,
         app,
         context,
@@ -178,7 +178,7 @@ async def tls_server(mode: str, factory: Callable[[], asyncio.BaseProtocol]) -> 
         return await or_skip(loop.create_server(factory, HOST, 0, ssl=context))
 
     def layered() -> asyncio.BaseProtocol:
-        return wrap_protocol(loop, factory(), context, None, server_side=True)
+        return TLSLayer(loop, factory(), context, None, server_side=True)
 
     return await or_skip(loop.create_server(layered, HOST, 0))
 

@@ -2,7 +2,7 @@
 
 Shared by every way a stream connection comes to be: ``create_connection``,
 ``create_unix_connection``, ``connect_accepted_socket`` and a server's accept
-loop.  For TLS, the TLS layer's protocol (:func:`slipstream.tls.layer.wrap_protocol`)
+loop.  For TLS, the TLS layer's protocol (:class:`slipstream.tls.layer.TLSLayer`)
 sits between the socket transport and the application's protocol, as asyncio's
 ``SSLProtocol`` does; the application gets the TLS layer's own transport.
 """
@@ -56,9 +56,9 @@ def start_transport(
     if not use_tls:
         return SocketTransport(loop, sock, protocol, waiter, extra, server)
     # Imported here: plain TCP must not depend on the TLS layer.
-    from ..tls.layer import wrap_protocol
+    from ..tls.layer import TLSLayer
 
-    tls_protocol = wrap_protocol(
+    tls_protocol = TLSLayer(
         loop,
         protocol,
         sslcontext,

@@ -1,12 +1,12 @@
 """TLS: a sans-I/O record pump and the transport layered on it.
 
 * :mod:`.pump` — :class:`TLSPump`, TLS over memory buffers: no socket, no loop.
-* :mod:`.layer` — :func:`wrap_protocol`, the protocol that runs a pump over any
+* :mod:`.layer` — :class:`TLSLayer`, the protocol that runs a pump over any
   byte transport and gives the application an :class:`SSLTransport`.
 * :mod:`.endpoints` — ``loop.start_tls``.
 """
 
-from .layer import TLSLayer, wrap_protocol
+from .layer import TLSLayer
 from .pump import HandshakeInfo, TLSPump, TLSState, TLSStateError
 from .transport import SSLTransport
 
@@ -17,5 +17,4 @@ __all__ = [
     "TLSPump",
     "TLSState",
     "TLSStateError",
-    "wrap_protocol",
 ]

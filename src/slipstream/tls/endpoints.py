@@ -6,7 +6,7 @@ import asyncio
 import ssl
 
 from ..core import CoreLoop
-from .layer import wrap_protocol
+from .layer import TLSLayer
 
 
 class TLSSupport(CoreLoop):
@@ -41,7 +41,7 @@ class TLSSupport(CoreLoop):
         stream: asyncio.Transport = transport  # type: ignore[assignment]
 
         waiter: asyncio.Future[None] = self.create_future()
-        layer = wrap_protocol(
+        layer = TLSLayer(
             self,
             protocol,
             sslcontext,

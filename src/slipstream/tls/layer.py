@@ -1,9 +1,9 @@
 """TLS as a protocol between a byte transport and the application's protocol.
 
-:func:`wrap_protocol` returns a :class:`TLSLayer`: give it to any stream
-transport as that transport's protocol (slipstream's socket transport, or
-stock asyncio's: only the public transport API is used), and hand the
-application :meth:`TLSLayer.get_app_transport`, an :class:`SSLTransport`.
+Give a :class:`TLSLayer` to any stream transport as that transport's
+protocol (slipstream's socket transport, or stock asyncio's: only the public
+transport API is used), and hand the application
+:meth:`TLSLayer.get_app_transport`, an :class:`SSLTransport`.
 This is the role of asyncio's ``sslproto.SSLProtocol``; the TLS itself is the
 sans-I/O :class:`~slipstream.tls.pump.TLSPump`, and this module only adds
 what needs a loop: the handshake and shutdown timeouts, flow control in both
@@ -41,7 +41,7 @@ from .flow import TLSFlowControl
 from .pump import TLSPump, TLSState
 from .transport import SSLTransport
 
-__all__ = ["SSLTransport", "TLSLayer", "wrap_protocol"]
+__all__ = ["SSLTransport", "TLSLayer"]
 
 SSL_HANDSHAKE_TIMEOUT = 60.0
 SSL_SHUTDOWN_TIMEOUT = 30.0
@@ -79,44 +79,18 @@ def _default_context(server_side: bool, server_hostname: str | None) -> ssl.SSLC
     return context
 
 
-def wrap_protocol(
-    loop: asyncio.AbstractEventLoop,
-    app_protocol: asyncio.BaseProtocol,
-    sslcontext: ssl.SSLContext | None,
-    waiter: asyncio.Future[Any] | None,
-    *,
-    server_side: bool = False,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-    call_connection_made: bool = True,
-) -> TLSLayer:
+class TLSLayer(TLSFlowControl, asyncio.BufferedProtocol):
     """The protocol that runs TLS for ``app_protocol`` over a byte transport.
 
     Install the result as a transport's protocol; its ``connection_made``
     starts the handshake.  ``waiter`` (if given) is resolved when the
     handshake completes, or fails with its error.  ``sslcontext=None`` (for
     ``ssl=True``) means a default client context.  Get the application's
-    transport with :meth:`TLSLayer.get_app_transport` right away.
+    transport with :meth:`get_app_transport` right away.
     ``call_connection_made=False`` is for ``start_tls``, whose protocol is
     already connected.  Raises :class:`ValueError` for a non-positive timeout
     or what :meth:`ssl.SSLContext.wrap_bio` refuses.
     """
-    return TLSLayer(
-        loop,
-        app_protocol,
-        sslcontext,
-        waiter,
-        server_side=server_side,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-        call_connection_made=call_connection_made,
-    )
-
-
-class TLSLayer(TLSFlowControl, asyncio.BufferedProtocol):
-    """The transport-facing side of a TLS connection (see :func:`wrap_protocol`)."""
 
     #: Size of the buffer the transport receives ciphertext into.
     max_size = 256 * 1024
