@@ -166,6 +166,10 @@ def publish(document: dict[str, Any], args: argparse.Namespace, write_json: bool
     note = report.load_generator_note(document)
     if note:
         print(note)
+    references = report.reference_notes(document)
+    if references:
+        print("against the reference servers (server CPU per round trip, lower is better):")
+        print("\n".join("  " + line for line in references))
     if write_json:
         report.write_json(document, args.json)
         print(f"\nresults: {args.json}")

@@ -182,6 +182,29 @@ def load_generator_note(document: dict[str, Any]) -> str | None:
     return f"load generator CPU: at most {worst:.0%} of its core ({where}; {verdict})"
 
 
+def reference_notes(document: dict[str, Any]) -> list[str]:
+    """Slipstream's server CPU per round trip over each reference server's, per row.
+
+    The references bound what a loop can do: ``c-epoll`` is the kernel's share
+    (no loop does less), ``py-epoll`` what Python adds at the least (no loop
+    running Python per event does less).  Above 1 is that many times the floor.
+    """
+    notes = []
+    for row in document["rows"]:
+        cells = row["loops"]
+        ours = cells.get("slipstream", {}).get("median")
+        if row["unit"] != "µs/req" or ours is None:
+            continue
+        parts = [
+            f"{ours / cells[name]['median']:.2f}x {name}"
+            for name in REFERENCES
+            if cells.get(name, {}).get("median")
+        ]
+        if parts:
+            notes.append(f"{row['label']}: slipstream {format_value(ours)} µs = {', '.join(parts)}")
+    return notes
+
+
 def write_chart(document: dict[str, Any], path: Path) -> str | None:
     """A PNG of every loop's speed-up over asyncio, one panel per group; an error note or None."""
     try:
