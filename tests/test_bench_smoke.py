@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -125,3 +126,20 @@ def test_reference_notes_put_slipstream_over_each_floor() -> None:
     assert reference_notes(document) == [
         "echo Protocol 1 KiB server CPU: slipstream 7.5 µs = 1.50x c-epoll, 1.00x py-epoll"
     ]
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
+    reason="valgrind is not installed",
+)
+def test_instruction_count_runs_under_callgrind() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run(
+        [sys.executable, "-m", "slipstream.bench.instructions", "--loops", "py-epoll",
+         "--only", "protocol.1k", "--seconds", "0.3"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.splitlines()[-1].split()
+    assert line[0] == "py-epoll"
+    assert int(line[1].replace(",", "")) > 0, done.stdout

@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -148,15 +148,21 @@ def start_process(command: list[str], core: int | None, loop: str | None = None)
     return server
 
 
-def start_server(loop: str, kind: str, mode: str = "", target: int = 0) -> Server:
-    """Start a server on ``loop`` (or the C reference server) on the server core."""
+def start_server(
+    loop: str, kind: str, mode: str = "", target: int = 0, wrapper: Sequence[str] = ()
+) -> Server:
+    """Start a server on ``loop`` (or a reference server) on the server core.
+
+    ``wrapper`` is a command prefix the server runs under (valgrind, for
+    ``slipstream.bench.instructions``).
+    """
     core = cores()[0]
     if loop == C_REFERENCE:
-        return start_process([c_program("c_echo")], core)
+        return start_process([*wrapper, c_program("c_echo")], core)
     if loop == PY_REFERENCE:
-        return start_process([sys.executable, "-m", "slipstream.bench.py_echo"], core)
+        return start_process([*wrapper, sys.executable, "-m", "slipstream.bench.py_echo"], core)
     spec = {"task": "server", "loop": loop, "kind": kind, "mode": mode, "target": target}
-    command = [sys.executable, "-m", "slipstream.bench.child", json.dumps(spec)]
+    command = [*wrapper, sys.executable, "-m", "slipstream.bench.child", json.dumps(spec)]
     return start_process(command, core, loop)
 
 

@@ -1,0 +1,137 @@
+"""The echo round trip's cost in instructions: the measurement that noise cannot move.
+
+``python -m slipstream.bench.instructions`` runs echo servers, each loop's and
+the reference servers, under valgrind's callgrind and reports how many
+*user-space* instructions the server executed per round trip.
+
+Why a second measurement beside ``bench``'s CPU time: on a shared two-vCPU
+VM, CPU time per round trip moves by 10-20% between runs (neighbours, cache
+and frequency effects), so a change worth 3% is invisible unless many
+interleaved rounds agree.  Callgrind counts instructions, which are the same
+for the same binary, input and environment whatever else the machine is doing.
+It does not see the kernel, and that is the point: every server makes the same
+system calls for an echo (the C server's kernel share is the same for all), so
+what differs between loops -- their own overhead -- is exactly what is
+counted.  Instructions are not time (a cache miss or a syscall costs more than
+an add), so this ranks overheads and measures changes to them; ``bench`` stays
+the measurement of speed.
+
+How: the server starts under ``valgrind --tool=callgrind --instr-atstart=no``
+(instrumentation off, so start-up is not counted); the load generator warms it
+up; ``callgrind_control`` switches instrumentation on, runs a short settling
+window, zeroes the counters, and after the measured window dumps them.  The
+dump's total over the round trips the load generator completed in that window
+is the figure.  Each measurement is a single run: repeating it gives the same
+number to within a fraction of a percent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .jobs import ECHO_MODES, ECHO_SIZES, run_load_generator
+from .loops import C_REFERENCE, REFERENCES, available_loops
+from .processes import BenchError, c_compiler_available
+
+DEFAULT_ROWS = ("protocol.1k", "streams.1k", "sock.1k")
+_TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
+
+
+def callgrind(arguments: list[str]) -> None:
+    subprocess.run(["callgrind_control", *arguments], capture_output=True, check=False)
+
+
+def count(loop: str, mode: str, size: int, seconds: float, connections: int) -> tuple[int, int]:
+    """(round trips, user-space instructions) of ``loop``'s echo server in a measured window."""
+    from .processes import start_server  # imports slipstream: only when measuring
+
+    with tempfile.TemporaryDirectory(prefix="slipstream-callgrind-") as directory:
+        output = Path(directory, "callgrind.out")
+        wrapper = [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={output}",
+        ]
+        server = start_server(loop, "echo", mode, wrapper=wrapper)
+        try:
+            spec = {
+                "host": "127.0.0.1",
+                "port": server.port,
+                "server_pid": server.pid,
+                "connections": connections,
+                "size": size,
+                "warmup": 0.0,
+                "duration": 1.0,
+            }
+            run_load_generator(spec, timeout=60)  # warm-up, not instrumented
+            callgrind(["-i", "on", str(server.pid)])
+            run_load_generator(dict(spec, duration=0.5), timeout=60)  # settle
+            callgrind(["-z", str(server.pid)])
+            result = run_load_generator(dict(spec, duration=seconds), timeout=seconds + 60)
+            callgrind(["-d", str(server.pid)])
+            server.check_alive()
+        finally:
+            server.stop()
+        if "error" in result:
+            raise BenchError(str(result["error"]))
+        dumps = sorted(Path(directory).glob("callgrind.out*"))
+        totals = [int(m.group(1)) for f in dumps if (m := _TOTALS.search(f.read_text()))]
+        if not totals:
+            raise BenchError("callgrind wrote no counts")
+        return int(result["requests"]), totals[-1]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m slipstream.bench.instructions",
+        description="User-space instructions per echo round trip, counted by callgrind.",
+    )
+    parser.add_argument("--loops", help="comma-separated loops (default: installed + references)")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT_ROWS),
+        help=f"MODE.SIZE rows, comma-separated (default {','.join(DEFAULT_ROWS)})",
+    )
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured window (3 s)")
+    parser.add_argument("--connections", type=int, default=10)
+    args = parser.parse_args(argv)
+    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+        print("error: no valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
+        return 2
+    loops = args.loops.split(",") if args.loops else [*available_loops(), *REFERENCES]
+    rows = []
+    for name in args.only.split(","):
+        mode, _, size_name = name.partition(".")
+        if mode not in ECHO_MODES or size_name not in ECHO_SIZES:
+            print(f"error: unknown row {name!r} (MODE.SIZE, e.g. protocol.1k)", file=sys.stderr)
+            return 2
+        rows.append((mode, size_name))
+    if not c_compiler_available():
+        loops = [loop for loop in loops if loop != C_REFERENCE]
+    width = max(len(loop) for loop in loops)
+    for mode, size_name in rows:
+        print(f"echo {ECHO_MODES[mode]} {size_name}: instructions per round trip (user space)")
+        for loop in loops:
+            if loop in REFERENCES and mode != "protocol":
+                continue
+            try:
+                requests, instructions = count(
+                    loop, mode, ECHO_SIZES[size_name], args.seconds, args.connections
+                )
+            except BenchError as exc:
+                print(f"  {loop:<{width}}  error: {exc}", flush=True)
+                continue
+            per_trip = instructions / max(1, requests)
+            print(f"  {loop:<{width}}  {per_trip:>10,.0f}   ({requests:,} round trips)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
