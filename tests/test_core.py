@@ -81,6 +81,57 @@ def test_cancelled_timer_does_not_fire(loop: asyncio.AbstractEventLoop) -> None:
     assert fired == list(range(1, 300, 2))
 
 
+def test_mass_cancellation_between_turns_keeps_live_timers(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # Far more cancellations than live timers, all between two turns: the
+    # loop may purge its heap while the timers are being cancelled, and the
+    # live ones must still fire, in deadline order, exactly once.
+    fired: list[int] = []
+    base = loop.time() + 0.02
+
+    def offset(i: int) -> float:
+        return (i % 17) * 1e-4 + i * 1e-7
+
+    handles = [loop.call_at(base + offset(i), fired.append, i) for i in range(3000)]
+    live = [i for i in range(3000) if i % 10 == 0]
+    for i, handle in enumerate(handles):
+        if i % 10:
+            handle.cancel()
+            loop.call_later(10.0, fired.append, -1).cancel()
+    loop.call_at(base + 0.01, loop.stop)
+    loop.run_forever()
+    assert fired == sorted(live, key=offset)
+
+
+def test_cancelling_a_timer_from_a_finaliser_during_a_purge(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # Dropping purged timers releases their contexts; a finaliser run by that
+    # release may cancel another timer (and so reach the heap again).
+    fired: list[str] = []
+    var: contextvars.ContextVar[object] = contextvars.ContextVar("var")
+    victim = loop.call_later(0.01, fired.append, "victim")
+
+    class CancelsOnRelease:
+        def __del__(self) -> None:
+            victim.cancel()
+
+    context = contextvars.Context()
+    context.run(var.set, CancelsOnRelease())
+    holder = loop.call_later(10.0, fired.append, "holder", context=context)
+    del context
+    holder.cancel()
+    del holder
+    for _ in range(500):
+        loop.call_later(10.0, fired.append, "cancelled").cancel()
+    loop.call_later(0.005, fired.append, "kept")
+    loop.call_later(0.02, loop.stop)
+    loop.run_forever()
+    assert victim.cancelled()
+    assert fired == ["kept"]
+
+
 def test_timer_handle_api(loop: asyncio.AbstractEventLoop) -> None:
     when = loop.time() + 10
     h = loop.call_at(when, print)

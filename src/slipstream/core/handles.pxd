@@ -5,7 +5,16 @@
 cimport cython
 
 
-@cython.freelist(256)
+cdef class HandleOwner:
+    # The scheduler's debug flag lives here so handles read it as C; public,
+    # as the interpreted layers of the loop read and write it.
+    cdef public bint _debug
+
+    cdef _timer_cancelled(self)
+
+
+# (No @cython.freelist: Cython 3.3 generates none for a class compiled from a
+# .py source in pure-Python mode, so the decorator here would only mislead.)
 cdef class Handle:
     cdef public object _callback
     cdef public tuple _args
@@ -16,7 +25,15 @@ cdef class Handle:
     cdef public object _source_traceback
     cdef object __weakref__
 
+    @cython.locals(owner=HandleOwner)
+    cpdef cancel(self)
+
+    cdef _cancel(self, bint debug)
+
 
 cdef class TimerHandle(Handle):
     cdef public object _when
     cdef public bint _scheduled
+
+    @cython.locals(owner=HandleOwner)
+    cpdef cancel(self)

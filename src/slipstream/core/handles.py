@@ -124,6 +124,27 @@ def creation_stack() -> traceback.StackSummary:
     return capture_stack(frame)
 
 
+class HandleOwner:
+    """The part of a loop that its handles read and notify: the scheduler derives from it.
+
+    A handle asks its loop, when cancelled, whether debug mode is on and (a
+    timer) tells it that the heap holds one more cancelled entry.  Through
+    the loop's public methods that is two Python-level calls, each a method
+    lookup through every class the event loop is made of.  Compiled, this
+    class is a C type (``handles.pxd``) that the scheduler extends, so a
+    handle reads ``_debug`` and calls ``_timer_cancelled`` as C; interpreted,
+    it is an empty base class and they are an attribute and a method.
+    """
+
+    __slots__ = ()
+
+    _debug: bool
+
+    def _timer_cancelled(self) -> None:
+        """A timer still in this loop's heap was cancelled (the scheduler overrides this)."""
+        raise NotImplementedError
+
+
 class Handle:
     """A scheduled callback; ``cancel()`` prevents it from running."""
 
@@ -186,11 +207,16 @@ class Handle:
     def cancel(self) -> None:
         """Prevent the callback from running (no-op if it already ran or was cancelled)."""
         if not self._cancelled:
-            self._cancel()
+            loop = self._loop
+            if isinstance(loop, HandleOwner):
+                owner = loop
+                self._cancel(owner._debug)
+            else:
+                self._cancel(loop.get_debug())
 
-    def _cancel(self) -> None:
+    def _cancel(self, debug: bool) -> None:
         self._cancelled = True
-        if self._loop.get_debug():
+        if debug:
             # Keep a readable repr for debug logs after the references go.
             self._repr = repr(self)
         self._callback = None
@@ -239,10 +265,16 @@ class TimerHandle(Handle):
 
     def cancel(self) -> None:
         """Prevent the callback from running; tells the loop a timer left its heap early."""
-        if not self._cancelled:
-            if self._scheduled:
-                self._loop.timer_cancelled()
-            self._cancel()
+        if self._cancelled:
+            return
+        if self._scheduled:
+            # Only the scheduler's own heap sets _scheduled, so the loop is
+            # one: compiled, this is one type check and C calls (HandleOwner).
+            owner = self._loop
+            owner._timer_cancelled()
+            self._cancel(owner._debug)
+        else:
+            Handle.cancel(self)
 
     # Timers order by their deadline, as asyncio's do (the loop's heap does not
     # use these: it orders (when, sequence, handle) tuples).

@@ -4,7 +4,7 @@
 
 cimport cython
 
-from .handles cimport Handle, TimerHandle
+from .handles cimport Handle, HandleOwner, TimerHandle
 from . cimport primitives
 
 # Module-level names the hot path calls: C variables instead of dict lookups.
@@ -17,10 +17,10 @@ cdef int _READ_EVENTS
 cdef int _WRITE_EVENTS
 
 
-cdef class Scheduler:
+cdef class Scheduler(HandleOwner):
     # Read or written by the interpreted layers (CoreLoop, ErrorReporting, the
-    # mixins of EventLoop): public, so the C field is the only copy.
-    cdef public bint _debug
+    # mixins of EventLoop): public, so the C field is the only copy.  (_debug,
+    # as public, comes from HandleOwner.)
     cdef readonly bint _closed
     cdef public object _thread_id
     cdef public Handle _current_handle
@@ -60,5 +60,10 @@ cdef class Scheduler:
     @cython.locals(handle=Handle, started=double, elapsed=double, done=Py_ssize_t)
     cdef _run_batch_debug(self, list batch)
 
-    @cython.locals(timers=list, kept=list, timer=TimerHandle)
+    cdef _timer_cancelled(self)
+
+    @cython.locals(timers=list)
     cdef _drop_cancelled_timers(self)
+
+    @cython.locals(timers=list, kept=list, timer=TimerHandle)
+    cdef _purge_cancelled_timers(self)
