@@ -24,6 +24,36 @@ How bytes move, and why it is shaped this way:
 The transport claims its descriptor on the loop (``claim_fd``), so a user's
 ``add_reader`` on it raises ``RuntimeError`` while the transport is open, exactly
 like asyncio's "File descriptor ... is used by transport".
+
+What an idle connection costs
+-----------------------------
+
+A server may hold tens of thousands of connections that do nothing, so what a
+transport keeps while idle is measured (the ``scale`` benchmark row), not
+guessed.  Three things used to dominate, and none is needed until used:
+
+* **The write buffer.**  An empty ``collections.deque`` is ~600 bytes (it
+  preallocates a block of 64 slots), more than the rest of the transport.
+  Most writes go straight to the kernel, so the deque is made only when a
+  write has to wait, and dropped again once the buffer drains; in between
+  ``_buffer`` is an empty tuple, which every "is anything buffered?" test
+  treats the same.
+* **The extra info.**  asyncio fills a dict with ``socket``, ``sockname`` and
+  ``peername`` up front: a dict, a ``TransportSocket``, an address tuple, and
+  a ``getsockname()`` system call per connection.  Here the peer's address is
+  kept as ``accept()`` returned it (or asked for at once, for a connection we
+  made: a reset peer could no longer say), the local address is asked for on
+  the first ``get_extra_info("sockname")`` -- or at the latest just before the
+  socket is closed, so the answer after a close is the same as asyncio's --
+  and the ``TransportSocket`` is made on first request and kept, so it is the
+  same object every time.
+* **The server's bookkeeping** (see ``net/server.py``): a map from the
+  descriptor to a plain weak reference -- Python keeps one per object, so it
+  is the same one the loop's ``claim_fd`` holds -- instead of a ``WeakSet``
+  entry with a weak reference and callback of its own.
+
+An accepted connection is also cheaper to start: no ``getsockname()`` (above),
+and no ``TCP_NODELAY`` call when the listening socket passed the option on.
 """
 
 from __future__ import annotations
@@ -61,12 +91,23 @@ _TCP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
 _WRITELINES = "writelines" if sys.version_info >= (3, 12) else "write"
 
 
+# "Not known yet": the local address before anyone asked for it.
+_UNKNOWN: Any = object()
+
+# What _buffer is while nothing is buffered (see "What an idle connection costs").
+_NO_BUFFER: Any = ()
+
+
 class ConnectionTracker(Protocol):
-    """What a transport accepted by a server reports to it (``Server`` implements it)."""
+    """What a transport accepted by a server reports to it (``Server`` implements it).
 
-    def _attach(self, transport: asyncio.BaseTransport) -> None: ...
+    ``fd`` is the transport's descriptor number: a key that stays valid for
+    the transport's whole life, even in ``__del__``.
+    """
 
-    def _detach(self, transport: asyncio.BaseTransport) -> None: ...
+    def _attach(self, fd: int, transport: asyncio.BaseTransport) -> None: ...
+
+    def _detach(self, fd: int, transport: asyncio.BaseTransport) -> None: ...
 
 
 def set_nodelay(sock: socket.socket) -> None:
@@ -112,6 +153,8 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
     _fd = -1  # set before anything can fail, so __del__ can always read it
     _sock_closed = True
     _server: ConnectionTracker | None = None
+    # The read method for the protocol's kind (set_protocol() picks it).
+    _read_ready: Any = None
     # Set while loop.sendfile() sends natively: it resolves once the write
     # buffer is empty, and write() is refused until it is reset.
     _empty_waiter: asyncio.Future[None] | None = None
@@ -124,27 +167,37 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         waiter: asyncio.Future[None] | None = None,
         extra: dict[str, Any] | None = None,
         server: ConnectionTracker | None = None,
+        *,
+        peername: Any = _UNKNOWN,
+        nodelay: bool = True,
     ) -> None:
-        if extra is None:
-            extra = {}
-        extra["socket"] = TransportSocket(sock)
-        try:
-            extra["sockname"] = sock.getsockname()
-        except OSError:
-            extra["sockname"] = None
-        if "peername" not in extra:
+        """Start driving ``sock`` (connected, non-blocking) for ``protocol``.
+
+        ``peername`` is the peer's address if the caller knows it (a server
+        has it from ``accept()``); ``extra`` may also give it, as asyncio's
+        transports accept.  ``nodelay=False`` says the caller already took
+        care of ``TCP_NODELAY`` (the server's accept loop does).
+        """
+        # Only what the caller gave beyond the socket's own information is
+        # kept as a dict; socket, sockname and peername are get_extra_info's.
+        self._extra = extra or None
+        if extra is not None and "peername" in extra:
+            peername = extra["peername"]
+        elif peername is _UNKNOWN:
             try:
-                extra["peername"] = sock.getpeername()
+                peername = sock.getpeername()
             except OSError:
-                extra["peername"] = None
-        super().__init__(extra)
+                peername = None
+        self._peername = peername
+        self._sockname = _UNKNOWN
+        self._trsock: TransportSocket | None = None
         self._loop = loop
         self._sock = sock
-        self._fd = sock.fileno()
+        self._fd = fd = sock.fileno()
         self._sock_closed = False
         if large_reads_are_cheap():
             self._recv_size = self._base_recv_size = self.max_size = LARGE_READ
-        self._buffer: collections.deque[bytes | memoryview] = collections.deque()
+        self._buffer: collections.deque[bytes | memoryview] = _NO_BUFFER
         self._buffer_size = 0
         self._closing = False  # close() or a fatal error happened
         self._conn_lost = 0  # > 0 once connection_lost() is scheduled
@@ -152,18 +205,44 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._reading = False  # the descriptor is watched for reading
         self._eof_received = False  # the peer shut down its side
         self._eof = False  # write_eof() was called
-        self._read_ready: Any = None
         self._protocol: Any = None
         self.set_protocol(protocol)
         self._server = server
         if server is not None:
-            server._attach(self)
-        set_nodelay(sock)
-        loop.claim_fd(self._fd, self)
+            server._attach(fd, self)
+        if nodelay:
+            set_nodelay(sock)
+        loop.claim_fd(fd, self)
         loop.call_soon(protocol.connection_made, self)
         # Reading starts only after connection_made() ran, and the creator's
-        # waiter wakes after that too.
+        # waiter wakes after that too.  (Watching at once would save a
+        # callback per connection, but then the first data_received() could
+        # run before the callbacks connection_made() scheduled -- the first
+        # step of a task it started, say -- which asyncio never does.)
         loop.call_soon(self._connection_started, waiter)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """``socket``, ``sockname``, ``peername`` and what the creator gave, as asyncio's."""
+        if name == "peername":
+            return self._peername
+        if name == "sockname":
+            sockname = self._sockname
+            if sockname is _UNKNOWN:
+                sockname = self._sockname = self._ask_sockname()
+            return sockname
+        if name == "socket":
+            trsock = self._trsock
+            if trsock is None:
+                trsock = self._trsock = TransportSocket(self._sock)
+            return trsock
+        extra = self._extra
+        return default if extra is None else extra.get(name, default)
+
+    def _ask_sockname(self) -> Any:
+        try:
+            return self._sock.getsockname()
+        except OSError:
+            return None
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
@@ -180,12 +259,16 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
         if not self._sock_closed:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            message = f"unclosed transport {self!r}"
             self._sock_closed = True
             self._sock.close()
             if self._server is not None:
-                self._server._detach(self)
+                self._server._detach(self._fd, self)
                 self._server = None
+            # Last: with warnings turned into errors this raises, and the
+            # server must have heard of the end all the same (it holds its
+            # clients by descriptor number, which nothing else would clear).
+            _warn(message, ResourceWarning, source=self)
 
     # -- protocol ------------------------------------------------------------------
 
@@ -358,11 +441,13 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
                 # Copied: the caller may reuse a bytearray once write() returns.
                 rest = view[sent:].tobytes()
             self._loop.watch_writable(self._fd, self._write_ready)
-        elif type(data) is bytes:
-            rest = data
+            self._buffer = collections.deque((rest,))
         else:
-            rest = memoryview(data).cast("B").tobytes()
-        self._buffer.append(rest)
+            if type(data) is bytes:
+                rest = data
+            else:
+                rest = memoryview(data).cast("B").tobytes()
+            self._buffer.append(rest)
         self._buffer_size += len(rest)
         if self._buffer_size > self._high_water and not self._protocol_paused:
             self._maybe_pause_protocol()
@@ -392,7 +477,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             raise
         except BaseException as exc:
             self._loop.unwatch_writable(self._fd)
-            buffer.clear()
+            self._buffer = _NO_BUFFER
             self._buffer_size = 0
             self._fatal_error(exc, "Fatal write error on socket transport")
             self._wake_empty_waiter(exc)
@@ -409,7 +494,10 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
                 break
         if self._protocol_paused and self._buffer_size <= self._low_water:
             self._maybe_resume_protocol()  # may write() more
-        if not buffer:
+        # Not the local ``buffer``: a write() above that had to wait made a
+        # new deque (it found the drained one empty).
+        if not self._buffer:
+            self._buffer = _NO_BUFFER  # see "What an idle connection costs"
             self._loop.unwatch_writable(self._fd)
             if self._empty_waiter is not None:
                 self._wake_empty_waiter(None)
@@ -524,7 +612,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         if self._conn_lost:
             return
         if self._buffer:
-            self._buffer.clear()
+            self._buffer = _NO_BUFFER
             self._buffer_size = 0
             self._loop.unwatch_writable(self._fd)
         if not self._closing:
@@ -542,11 +630,14 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._sock_closed = True
             if not self._loop.is_closed():
                 self._loop.release_fd(self._fd, self)
+            if self._sockname is _UNKNOWN:
+                # Last chance: asyncio answers it after the close too.
+                self._sockname = self._ask_sockname()
             self._sock.close()
             # Break the protocol <-> transport cycle so both die by refcount.
             self._protocol = None
             server = self._server
             if server is not None:
                 self._server = None
-                server._detach(self)
+                server._detach(self._fd, self)
             self._wake_empty_waiter(ConnectionError("Connection is closed by peer"))
