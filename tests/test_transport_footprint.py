@@ -54,15 +54,26 @@ class Recorder(asyncio.Protocol):
             self.lost.set_result(exc)
 
 
-async def _serve_one() -> tuple[asyncio.Server, Recorder, asyncio.Transport, Recorder]:
-    """A server with one accepted connection: (server, its protocol, client transport, client)."""
-    loop = asyncio.get_running_loop()
+def _recording_factory() -> tuple[list[Recorder], Callable[[], Recorder]]:
+    """A protocol factory for a server, and the list of the protocols it made."""
     accepted: list[Recorder] = []
 
     def factory() -> Recorder:
         accepted.append(Recorder())
         return accepted[-1]
 
+    return accepted, factory
+
+
+def _transport_of(protocol: Recorder) -> asyncio.Transport:
+    assert protocol.transport is not None
+    return protocol.transport
+
+
+async def _serve_one() -> tuple[asyncio.Server, Recorder, asyncio.Transport, Recorder]:
+    """A server with one accepted connection: (server, its protocol, client transport, client)."""
+    loop = asyncio.get_running_loop()
+    accepted, factory = _recording_factory()
     server = await loop.create_server(factory, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     transport, client = await loop.create_connection(Recorder, "127.0.0.1", port)
@@ -75,8 +86,7 @@ async def _serve_one() -> tuple[asyncio.Server, Recorder, asyncio.Transport, Rec
 def test_extra_info_of_accepted_and_connected_transports(run: Run[None]) -> None:
     async def main() -> None:
         server, accepted, client_transport, _ = await _serve_one()
-        server_transport = accepted.transport
-        assert server_transport is not None
+        server_transport = _transport_of(accepted)
         port = server.sockets[0].getsockname()[1]
         client_address = client_transport.get_extra_info("sockname")
         assert server_transport.get_extra_info("sockname") == ("127.0.0.1", port)
@@ -104,8 +114,7 @@ def test_sockname_is_still_known_after_the_close(run: Run[None]) -> None:
     # after the close, both must give the same answer.
     async def main() -> None:
         server, accepted, client_transport, client = await _serve_one()
-        server_transport = accepted.transport
-        assert server_transport is not None
+        server_transport = _transport_of(accepted)
         port = server.sockets[0].getsockname()[1]
         expected_peer = client_transport.get_extra_info("sockname")
         server_transport.abort()
@@ -126,11 +135,7 @@ def test_extra_info_of_a_unix_connection(run: Run[None], tmp_path: Any) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         path = str(tmp_path / "sock")
-        accepted: list[Recorder] = []
-
-        def factory() -> Recorder:
-            accepted.append(Recorder())
-            return accepted[-1]
+        accepted, factory = _recording_factory()
 
         server = await loop.create_unix_server(factory, path)
         transport, client = await loop.create_unix_connection(Recorder, path)
@@ -158,8 +163,7 @@ def test_writes_wait_again_after_the_buffer_drained(run: Run[None]) -> None:
     # order, with pause/resume strictly alternating.
     async def main() -> None:
         server, accepted, client_transport, client = await _serve_one()
-        server_transport = accepted.transport
-        assert server_transport is not None
+        server_transport = _transport_of(accepted)
         server_transport.get_extra_info("socket").setsockopt(
             socket.SOL_SOCKET, socket.SO_SNDBUF, 4096
         )
@@ -288,11 +292,7 @@ def test_accepted_tcp_sockets_have_nodelay(run: Run[None], loop_factory: Any) ->
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        accepted: list[Recorder] = []
-
-        def factory() -> Recorder:
-            accepted.append(Recorder())
-            return accepted[-1]
+        accepted, factory = _recording_factory()
 
         server = await loop.create_server(factory, "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
@@ -325,11 +325,7 @@ def test_connections_queued_before_serving_are_all_accepted(
     # before the server set TCP_NODELAY on its listening socket get it too.
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        accepted: list[Recorder] = []
-
-        def factory() -> Recorder:
-            accepted.append(Recorder())
-            return accepted[-1]
+        accepted, factory = _recording_factory()
 
         listener = socket.socket()
         listener.bind(("127.0.0.1", 0))
@@ -380,11 +376,7 @@ class CountingSocket(socket.socket):
 def test_a_socket_subclass_accept_override_is_called(run: Run[None]) -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        accepted: list[Recorder] = []
-
-        def factory() -> Recorder:
-            accepted.append(Recorder())
-            return accepted[-1]
+        accepted, factory = _recording_factory()
 
         listener = CountingSocket()
         listener.bind(("127.0.0.1", 0))
