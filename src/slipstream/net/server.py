@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import logger
-from ..transports.socket_stream import SocketTransport
+from ..transports.socket_stream import SocketTransport, is_tcp_stream, set_nodelay
 from .connection import ProtocolFactory, start_transport
 from .sockopts import remove_stale_unix_socket, set_reuse_port
 
@@ -73,8 +73,6 @@ _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.
 # Until 3.12.1, wait_closed() returned at once on a closed server, even with
 # clients still connected (3.12.0 got it wrong the other way).
 _WAIT_FOR_CLIENTS = sys.version_info >= (3, 12, 1)
-
-_TCP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
 
 # What each accepted socket of a listener still needs for TCP_NODELAY.
 _NODELAY_NONE = 0  # nothing: not TCP, or the listener passes it on
@@ -110,14 +108,10 @@ class _Listener:
         self.proto = sock.proto
         self.nodelay = _NODELAY_NONE
         self.unproven = max(backlog, _MAX_QUEUED_BEFORE) + 1
-        tcp = self.family in _TCP_FAMILIES and self.kind == socket.SOCK_STREAM
+        tcp = is_tcp_stream(sock)
         self.can_count = tcp and _TCP_INFO is not None
         if tcp:
-            try:
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                self.nodelay = _NODELAY_CHECK
-            except OSError:
-                self.nodelay = _NODELAY_EACH
+            self.nodelay = _NODELAY_CHECK if set_nodelay(sock) else _NODELAY_EACH
 
     def queued(self) -> int:
         """How many connections wait to be accepted (0: none, or it cannot be told)."""
@@ -130,18 +124,18 @@ class _Listener:
 
     def accepted_nodelay(self, conn: socket.socket) -> None:
         """Make sure the accepted TCP socket ``conn`` has TCP_NODELAY."""
-        try:
-            if self.nodelay == _NODELAY_CHECK:
-                if conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY):
-                    self.nodelay = _NODELAY_NONE  # and so will every later one
-                    return
-                self.unproven -= 1
-                if not self.unproven:
-                    self.nodelay = _NODELAY_EACH
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            # E.g. EINVAL on a socket whose connection was already reset.
-            pass
+        if self.nodelay == _NODELAY_CHECK:
+            try:
+                passed_on = conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+            except OSError:
+                return  # e.g. the connection was already reset
+            if passed_on:
+                self.nodelay = _NODELAY_NONE  # and so will every later one
+                return
+            self.unproven -= 1
+            if not self.unproven:
+                self.nodelay = _NODELAY_EACH
+        set_nodelay(conn)
 
 
 class Server(asyncio.AbstractServer):

@@ -70,12 +70,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.errors import logger
 from .allocator import LARGE_READ, SMALL_READ, large_reads_are_cheap
+from .errors import report_fatal_error
 from .flow import WriteFlowControl
 
 if TYPE_CHECKING:
     from ..core import CoreLoop
 
-__all__ = ["ConnectionTracker", "SocketTransport", "set_nodelay"]
+__all__ = ["ConnectionTracker", "SocketTransport", "is_tcp_stream", "set_nodelay"]
 
 # After this many writes to a transport whose connection is lost, each further
 # write logs a warning: the application is writing into the void.
@@ -110,20 +111,27 @@ class ConnectionTracker(Protocol):
     def _detach(self, fd: int, transport: asyncio.BaseTransport) -> None: ...
 
 
-def set_nodelay(sock: socket.socket) -> None:
-    """Disable Nagle's algorithm on a TCP socket (no-op for other sockets).
+def is_tcp_stream(sock: socket.socket) -> bool:
+    """Whether ``sock`` is a TCP (IPv4 or IPv6) stream socket."""
+    return sock.family in _TCP_FAMILIES and sock.type == socket.SOCK_STREAM
+
+
+def set_nodelay(sock: socket.socket) -> bool:
+    """Disable Nagle's algorithm on a TCP socket; False if not TCP or the kernel refused.
 
     asyncio does this only when ``sock.proto`` says TCP, which leaves out the
     sockets a server accepts (Python reports proto 0 for those), so a server's
     small replies can sit out a delayed ACK.  We disable it on every TCP stream
     socket, as uvloop does.
     """
-    if sock.family in _TCP_FAMILIES and sock.type == socket.SOCK_STREAM:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            # E.g. EINVAL on a socket whose connection was already reset.
-            pass
+    if not is_tcp_stream(sock):
+        return False
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        # E.g. EINVAL on a socket whose connection was already reset.
+        return False
+    return True
 
 
 class SocketTransport(WriteFlowControl, asyncio.Transport):
@@ -594,18 +602,9 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
-        if isinstance(exc, OSError):
-            # The peer went away or the network failed: the protocol learns it
-            # from connection_lost(exc); the log only hears of it in debug mode.
-            if self._loop.get_debug():
-                logger.debug("%r: %s", self, message, exc_info=True)
-        else:
-            self._loop.call_exception_handler({
-                "message": message,
-                "exception": exc,
-                "transport": self,
-                "protocol": self._protocol,
-            })
+        # An OSError (the peer went away, the network failed) reaches the
+        # protocol through connection_lost(exc) and the log only in debug mode.
+        report_fatal_error(self._loop, message, exc, self, self._protocol, isinstance(exc, OSError))
         self._force_close(exc)
 
     def _force_close(self, exc: BaseException | None) -> None:
