@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any
 
+from ..transports.allocator import teach_allocator
 from .loops import loop_factory
 from .micro import run_micro
 from .servers import announce, serve
@@ -23,31 +24,15 @@ from .servers import announce, serve
 FRESH_ALLOCATOR_VARIABLE = "SLIPSTREAM_BENCH_FRESH_ALLOCATOR"
 
 
-def warm_allocator() -> None:
-    """Put glibc's malloc in the state of a process that has run for a while.
-
-    A new process serves every block of 128 KiB or more with its own
-    ``mmap()``.  glibc raises that threshold (and the heap's trim threshold,
-    to twice as much) the first time such a block is *freed*, so a process
-    that has ever freed a megabyte serves large blocks from its heap for
-    good.  A loop that reads with ``recv(256 KiB)`` (asyncio; rloop's
-    transports allocate as much) never teaches it: each read's block is
-    shrunk to the bytes received before it is freed, so in a new process
-    every read costs an mmap, a page fault per 4 KiB copied in, and an munmap
-    -- a 1 KiB echo then costs asyncio ~27 µs of CPU instead of ~9.  Which
-    state a real server is in depends on its history; the benchmark puts
-    every loop in the warmed one, where each is at its best, and
-    ``--fresh-allocator`` measures the other (docs/benchmarks.md, "The
-    allocator").  Elsewhere than glibc this is a harmless allocation.
-    """
-    block = bytearray(1 << 20)
-    del block
-
-
 def main(argv: list[str]) -> int:
     spec: dict[str, Any] = json.loads(argv[0])
     if not os.environ.get(FRESH_ALLOCATOR_VARIABLE):
-        warm_allocator()
+        # A process that has run for a while has freed a large block, which
+        # lets glibc serve 256 KiB reads from its heap; a new one mmaps each
+        # of them (asyncio's 1 KiB echo: ~27 µs instead of ~9).  Every loop
+        # runs in the warmed state, where each is at its best (see
+        # transports/allocator.py and docs/benchmarks.md, "The allocator").
+        teach_allocator()
     factory = loop_factory(spec["loop"])
     with asyncio.Runner(loop_factory=factory) as runner:
         if spec["task"] == "micro":

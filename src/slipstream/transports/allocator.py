@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["LARGE_READ", "SMALL_READ", "large_reads_are_cheap"]
+__all__ = ["LARGE_READ", "SMALL_READ", "large_reads_are_cheap", "teach_allocator"]
 
 SMALL_READ = 64 * 1024
 """A read size every allocator serves from its heap."""
@@ -52,6 +52,17 @@ _MALLOC_ENVIRONMENT = (
 )
 
 _answer: bool | None = None
+
+
+def teach_allocator() -> None:
+    """Free one block above glibc's initial mmap threshold, raising it for good.
+
+    The block (1 MiB) is mmap'ed; freeing it sets the threshold to its size and
+    the heap's trim threshold to twice that.  Elsewhere than glibc, or with a
+    fixed threshold, it is a harmless allocation.
+    """
+    block = bytearray(1 << 20)
+    del block
 
 
 def _threshold_is_dynamic() -> bool:
@@ -72,8 +83,5 @@ def large_reads_are_cheap() -> bool:
     if _answer is None:
         _answer = _threshold_is_dynamic()
         if _answer:
-            # Above the initial threshold, so mmap'ed; freeing it raises the
-            # threshold to 1 MiB for the rest of the process.
-            block = bytearray(1 << 20)
-            del block
+            teach_allocator()
     return _answer
