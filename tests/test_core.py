@@ -71,6 +71,30 @@ def test_timers_fire_in_due_order_and_not_early(loop: asyncio.AbstractEventLoop)
         assert elapsed >= delays[name] - 0.001
 
 
+def test_every_run_looks_at_pending_io_first(loop: asyncio.AbstractEventLoop) -> None:
+    # A run of the loop right after another must still deliver I/O that is
+    # already pending, even if all it has to do is finish a done future:
+    # slipstream may skip a zero-timeout poll within a run, never on a run's
+    # first turn.
+    import socket
+
+    left, right = socket.socketpair()
+    seen: list[bytes] = []
+    try:
+        loop.add_reader(left.fileno(), lambda: seen.append(left.recv(100)))
+        for round_number in range(20):
+            loop.run_until_complete(asyncio.sleep(0))
+            right.send(b"x")
+            done = loop.create_future()
+            done.set_result(None)
+            loop.run_until_complete(done)
+            assert len(seen) == round_number + 1, round_number
+    finally:
+        loop.remove_reader(left.fileno())
+        left.close()
+        right.close()
+
+
 def test_cancelled_timer_does_not_fire(loop: asyncio.AbstractEventLoop) -> None:
     fired: list[int] = []
     handles = [loop.call_later(0.001 * i, fired.append, i) for i in range(300)]

@@ -378,6 +378,13 @@ class Scheduler(HandleOwner):
 
     def _run_until_stopped(self) -> None:
         """Run turns of the loop until ``stop()`` is called: the body of ``run_forever()``."""
+        # The first turn of every run polls, however recent the last poll:
+        # asyncio's turns always look at I/O, and code relies on one run
+        # seeing what is pending -- run_until_complete() on a future that is
+        # already done still delivers the events that arrived meanwhile
+        # (CPython's test_sendfile checks a transport noticed its peer's
+        # reset that way).  Only turns within a run may skip the peek.
+        self._last_poll = 0.0
         try:
             while True:
                 self._run_once()
