@@ -419,3 +419,67 @@ def test_every_abstract_loop_method_is_implemented() -> None:
         and getattr(slipstream.EventLoop, name) is value
     ]
     assert inherited == []
+
+
+def test_a_subclass_override_of_a_hot_method_is_what_tasks_call(
+    loop_factory: LoopFactory,
+) -> None:
+    # Tasks, futures and sleep() reach the loop through call_soon, get_debug
+    # and call_later, which the compiled loop binds per instance for speed: a
+    # subclass that overrides them must still be the one called.
+    probe = loop_factory()
+    base: Any = type(probe)
+    probe.close()
+    called: list[str] = []
+
+    class Recording(base):  # type: ignore[misc]
+        def call_soon(self, callback: Any, *args: Any, context: Any = None) -> Any:
+            called.append("call_soon")
+            return super().call_soon(callback, *args, context=context)
+
+        def get_debug(self) -> bool:
+            called.append("get_debug")
+            return bool(super().get_debug())
+
+        def call_later(self, delay: float, callback: Any, *args: Any, context: Any = None) -> Any:
+            called.append("call_later")
+            return super().call_later(delay, callback, *args, context=context)
+
+    async def main() -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)
+
+    lp = Recording()
+    try:
+        lp.run_until_complete(main())
+    finally:
+        lp.close()
+    assert {"call_soon", "get_debug", "call_later"} <= set(called)
+
+
+def test_a_closed_loop_is_freed_without_the_cycle_collector(loop_factory: LoopFactory) -> None:
+    import gc
+    import weakref
+
+    lp = loop_factory()
+    lp.run_until_complete(asyncio.sleep(0))
+    lp.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        lp.call_soon(print)
+    ref = weakref.ref(lp)
+    gc.disable()
+    try:
+        del lp
+        assert ref() is None
+    finally:
+        gc.enable()
+
+
+def test_an_unclosed_loop_dropped_still_warns(loop_factory: LoopFactory) -> None:
+    import gc
+
+    lp = loop_factory()
+    lp.run_until_complete(asyncio.sleep(0))
+    with pytest.warns(ResourceWarning, match="unclosed event loop"):
+        del lp
+        gc.collect()
