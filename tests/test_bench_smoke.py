@@ -143,3 +143,28 @@ def test_instruction_count_runs_under_callgrind() -> None:
     line = done.stdout.splitlines()[-1].split()
     assert line[0] == "py-epoll"
     assert int(line[1].replace(",", "")) > 0, done.stdout
+
+
+@pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
+def test_micro_instruction_count_runs_under_callgrind() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run(
+        [sys.executable, "-m", "slipstream.bench.instructions", "--loops", "slipstream",
+         "--only", "micro.call_soon_chain", "--micro-scale", "0.002"],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0].startswith("micro call_soon chain")
+    line = done.stdout.splitlines()[-1].split()
+    assert line[0] == "slipstream"
+    assert float(line[1].replace(",", "")) > 0, done.stdout
+
+
+def test_micro_operation_counts_include_the_warm_up() -> None:
+    chain = micro.BY_NAME["call_soon_chain"]
+    assert micro.passes(chain, 0.5) == (10_000, 100_000)
+    assert micro.operations_in_run(chain, 0.5) == 110_000
+    gather = micro.BY_NAME["create_task_gather"]
+    # Tasks come in whole batches of 100: a 150-task pass makes 100.
+    assert micro.performed(gather, 150) == 100
+    assert micro.operations_in_run(gather, 0.01) == 100 + 500

@@ -1,8 +1,10 @@
-"""The echo round trip's cost in instructions: the measurement that noise cannot move.
+"""The cost of an echo round trip or a scheduling operation in instructions: what noise cannot move.
 
 ``python -m slipstream.bench.instructions`` runs echo servers, each loop's and
 the reference servers, under valgrind's callgrind and reports how many
-*user-space* instructions the server executed per round trip.
+*user-space* instructions the server executed per round trip; with ``--only
+micro`` (or ``micro.NAME``) it counts the instructions per operation of the
+scheduling micro-benchmarks of ``bench`` instead.
 
 Why a second measurement beside ``bench``'s CPU time: on a shared two-vCPU
 VM, CPU time per round trip moves by 10-20% between runs (neighbours, cache
@@ -34,6 +36,12 @@ after the reply was sent finds its next request already there only under
 callgrind, so slipstream, which waits at once on a socket its last read
 emptied (see ``sock_recv``), is counted on a path it rarely takes at full
 speed.  Hence the default rows: the Protocol echo.
+
+The micro-benchmarks need no such care: they do no I/O, so their path does not
+depend on speed.  Each runs twice in a child under callgrind, at two
+operation counts, and the difference of the two totals over the difference
+of the operations is the cost of one operation: start-up, imports and the
+creation of the loop cancel out.
 """
 
 from __future__ import annotations
@@ -46,9 +54,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from . import micro
 from .jobs import ECHO_MODES, ECHO_SIZES, run_load_generator
 from .loops import C_REFERENCE, REFERENCES, available_loops
-from .processes import BenchError, c_compiler_available
+from .processes import BenchError, c_compiler_available, cores, run_child
 
 DEFAULT_ROWS = ("protocol.1k", "protocol.10k")
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
@@ -99,6 +108,46 @@ def count(loop: str, mode: str, size: int, seconds: float, connections: int) -> 
         return int(result["requests"]), totals[-1]
 
 
+# The fraction of bench's operation counts for the smaller of the two runs of a
+# micro-benchmark (the other does three times as many): large enough that one
+# operation's cost dominates, small enough that the slowest (create_task+gather
+# on asyncio, ~50x slower under callgrind) takes seconds, not minutes.
+DEFAULT_MICRO_SCALE = 0.1
+
+
+def count_micro(loop: str, bench: micro.MicroBenchmark, scale: float) -> float:
+    """User-space instructions per operation of ``bench`` on ``loop``."""
+    scales = (scale, 3 * scale)
+    totals = []
+    for scale in scales:
+        with tempfile.TemporaryDirectory(prefix="slipstream-callgrind-") as directory:
+            output = Path(directory, "callgrind.out")
+            spec = {"task": "micro", "loop": loop, "names": [bench.name], "scale": scale}
+            wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={output}"]
+            run_child("slipstream.bench.child", spec, cores()[0], timeout=900, wrapper=wrapper)
+            match = _TOTALS.search(output.read_text()) if output.exists() else None
+            if match is None:
+                raise BenchError("callgrind wrote no counts")
+            totals.append(int(match.group(1)))
+    low, high = (micro.operations_in_run(bench, scale) for scale in scales)
+    return (totals[1] - totals[0]) / (high - low)
+
+
+def _print_micro(names: list[str], loops: list[str], width: int, scale: float) -> None:
+    for name in names:
+        bench = micro.BY_NAME[name]
+        print(f"micro {bench.label}: instructions per operation (user space)")
+        for loop in loops:
+            if loop in REFERENCES:
+                continue
+            try:
+                per_operation = count_micro(loop, bench, scale)
+            except BenchError as exc:
+                print(f"  {loop:<{width}}  error: {exc}", flush=True)
+                continue
+            print(f"  {loop:<{width}}  {per_operation:>10,.0f}", flush=True)
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m slipstream.bench.instructions",
@@ -108,25 +157,43 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--only",
         default=",".join(DEFAULT_ROWS),
-        help=f"MODE.SIZE rows, comma-separated (default {','.join(DEFAULT_ROWS)})",
+        help=(
+            "MODE.SIZE echo rows, 'micro' or micro.NAME, comma-separated "
+            f"(default {','.join(DEFAULT_ROWS)})"
+        ),
     )
     parser.add_argument("--seconds", type=float, default=3.0, help="measured window (3 s)")
     parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument(
+        "--micro-scale",
+        type=float,
+        default=DEFAULT_MICRO_SCALE,
+        help=f"fraction of bench's micro counts for the smaller run ({DEFAULT_MICRO_SCALE})",
+    )
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("error: no valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     loops = args.loops.split(",") if args.loops else [*available_loops(), *REFERENCES]
     rows = []
+    micro_names = []
     for name in args.only.split(","):
         mode, _, size_name = name.partition(".")
-        if mode not in ECHO_MODES or size_name not in ECHO_SIZES:
-            print(f"error: unknown row {name!r} (MODE.SIZE, e.g. protocol.1k)", file=sys.stderr)
+        if mode == "micro" and (not size_name or size_name in micro.BY_NAME):
+            micro_names += [size_name] if size_name else [b.name for b in micro.BENCHMARKS]
+        elif mode in ECHO_MODES and size_name in ECHO_SIZES:
+            rows.append((mode, size_name))
+        else:
+            print(
+                f"error: unknown row {name!r} (MODE.SIZE as protocol.1k, micro or "
+                f"micro.NAME with NAME one of {', '.join(micro.BY_NAME)})",
+                file=sys.stderr,
+            )
             return 2
-        rows.append((mode, size_name))
     if not c_compiler_available():
         loops = [loop for loop in loops if loop != C_REFERENCE]
     width = max(len(loop) for loop in loops)
+    _print_micro(micro_names, loops, width, args.micro_scale)
     for mode, size_name in rows:
         print(f"echo {ECHO_MODES[mode]} {size_name}: instructions per round trip (user space)")
         for loop in loops:

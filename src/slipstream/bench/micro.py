@@ -154,10 +154,26 @@ async def run_micro(names: list[str], scale: float) -> dict[str, float]:
     results: dict[str, float] = {}
     for name in names:
         bench = BY_NAME[name]
-        operations = max(100, int(bench.operations * scale))
-        await bench.run(max(100, operations // 10))
-        elapsed = await bench.run(operations)
-        if bench.name == "create_task_gather":
-            operations = max(1, operations // 100) * 100
-        results[name] = elapsed / operations * 1e9
+        warmup, measured = passes(bench, scale)
+        await bench.run(warmup)
+        elapsed = await bench.run(measured)
+        results[name] = elapsed / performed(bench, measured) * 1e9
     return results
+
+
+def passes(bench: MicroBenchmark, scale: float) -> tuple[int, int]:
+    """The operation counts ``run_micro`` asks of its warm-up and measured passes."""
+    operations = max(100, int(bench.operations * scale))
+    return max(100, operations // 10), operations
+
+
+def performed(bench: MicroBenchmark, operations: int) -> int:
+    """How many operations ``bench.run(operations)`` actually performs."""
+    if bench.name == "create_task_gather":
+        return max(1, operations // 100) * 100  # whole batches of 100 tasks
+    return operations
+
+
+def operations_in_run(bench: MicroBenchmark, scale: float) -> int:
+    """Operations performed by ``run_micro([bench.name], scale)``, warm-up included."""
+    return sum(performed(bench, count) for count in passes(bench, scale))

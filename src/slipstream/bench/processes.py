@@ -166,11 +166,17 @@ def start_server(
     return start_process(command, core, loop)
 
 
-def run_child(module: str, spec: dict[str, Any], core: int | None, timeout: float) -> str:
-    """Run ``python -m module SPEC`` to completion; its stdout."""
+def run_child(
+    module: str,
+    spec: dict[str, Any],
+    core: int | None,
+    timeout: float,
+    wrapper: Sequence[str] = (),
+) -> str:
+    """Run ``python -m module SPEC`` to completion (under ``wrapper``, if given); its stdout."""
     try:
         done = subprocess.run(
-            [sys.executable, "-m", module, json.dumps(spec)],
+            [*wrapper, sys.executable, "-m", module, json.dumps(spec)],
             capture_output=True,
             text=True,
             env=child_environment(spec.get("loop")),

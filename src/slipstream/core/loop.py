@@ -16,7 +16,6 @@ Design rules for this package (the rest of slipstream depends on them):
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import os
 import sys
 import threading
@@ -69,7 +68,9 @@ def _no_owner_closing() -> bool:
 # call_soon, each Future asks get_debug, sleep() and timeouts use call_at,
 # call_later and time.  See CoreLoop._prebind_hot_methods for why they are
 # bound once per loop.
-_PREBOUND_METHODS = ("call_soon", "call_at", "call_later", "time", "get_debug")
+_PREBOUND_METHODS = (
+    "call_soon", "call_at", "call_later", "time", "get_debug", "create_future", "create_task",
+)
 
 
 class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEventLoop):
@@ -94,7 +95,6 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         # costs ~350 ns where this costs ~80.  A reference whose transport died
         # reads as "no owner" and is replaced by the next claim of the number.
         self._fd_owners: dict[int, weakref.ref[object]] = {}
-        self._task_factory: Any = None
         self._asyncgens: set[Any] = set()
         self._asyncgens_shutdown_called = False
         self._prebind_hot_methods()
@@ -222,38 +222,6 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         self.timer_cancelled()
 
     # -- futures and tasks ----------------------------------------------------
-
-    def create_future(self) -> asyncio.Future[Any]:
-        return asyncio.Future(loop=self)
-
-    def create_task(
-        self,
-        coro: Generator[Any, None, _T] | Awaitable[_T],
-        *,
-        name: str | None = None,
-        context: contextvars.Context | None = None,
-    ) -> asyncio.Task[_T]:
-        self._check_closed()
-        if self._task_factory is None:
-            task: asyncio.Task[_T] = asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
-            if task._source_traceback:  # type: ignore[attr-defined]
-                del task._source_traceback[-1]  # type: ignore[attr-defined]
-        else:
-            if context is None:
-                task = self._task_factory(self, coro)
-            else:
-                task = self._task_factory(self, coro, context=context)
-            if name is not None:
-                task.set_name(name)
-        return task
-
-    def set_task_factory(self, factory: Any) -> None:
-        if factory is not None and not callable(factory):
-            raise TypeError("task factory must be a callable or None")
-        self._task_factory = factory
-
-    def get_task_factory(self) -> Any:
-        return self._task_factory
 
     # -- readiness ---------------------------------------------------------------
 

@@ -24,6 +24,7 @@ cdef class Scheduler(HandleOwner):
     cdef readonly bint _closed
     cdef public object _thread_id
     cdef public Handle _current_handle
+    cdef public object _task_factory
 
     cdef object _backend
     cdef list _ready

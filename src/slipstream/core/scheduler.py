@@ -28,9 +28,10 @@ has to be fast twice: as CPython bytecode and as C.  What follows from that:
   annotations here are for the type checker and Cython ignores them, so both
   builds accept exactly the same arguments.
 
-:class:`Scheduler` knows nothing of sockets, transports, tasks or asyncio's
-policy machinery; :class:`slipstream.core.loop.CoreLoop` builds the rest of the
-event loop API on it.
+:class:`Scheduler` knows nothing of sockets, transports or asyncio's policy
+machinery (it makes asyncio's tasks and futures, as every loop does);
+:class:`slipstream.core.loop.CoreLoop` builds the rest of the event loop API
+on it.
 """
 
 from __future__ import annotations
@@ -41,14 +42,15 @@ import heapq
 import socket
 import threading
 import time
-from collections.abc import Callable
-from typing import Any, TypeVarTuple
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any, TypeVar, TypeVarTuple
 
 from ..backends import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend
 from . import primitives
 from .errors import logger
 from .handles import Handle, HandleOwner, TimerHandle, creation_stack
 
+_T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
 _context_run = contextvars.Context.run
@@ -103,6 +105,7 @@ class Scheduler(HandleOwner):
         self._thread_id: int | None = None
         self._debug = False
         self._current_handle: Handle | None = None
+        self._task_factory: Any = None
         # The wake-up pipe: another thread (call_soon_threadsafe, a finished
         # executor job) writes a byte to make a blocked poll() return.
         self._wakeup_read, self._wakeup_write = socket.socketpair()
@@ -147,6 +150,46 @@ class Scheduler(HandleOwner):
             raise TypeError(f"coroutines cannot be used with {method}()")
         if not callable(callback):
             raise TypeError(f"a callable object was expected by {method}(), got {callback!r}")
+
+    # -- tasks and futures ----------------------------------------------------
+    # Here, compiled, rather than in CoreLoop: every task and most futures are
+    # made through these (asyncio.sleep() asks for a future, asyncio's
+    # create_task for a task), and a Python method is a frame per call.
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return asyncio.Future(loop=self)  # type: ignore[arg-type]  # (an AbstractEventLoop, once composed)
+
+    def create_task(
+        self,
+        coro: Generator[Any, None, _T] | Awaitable[_T],
+        *,
+        name: str | None = None,
+        context: contextvars.Context | None = None,
+    ) -> asyncio.Task[_T]:
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        factory = self._task_factory
+        if factory is None:
+            task: asyncio.Task[_T] = asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
+            # A task records where it was made only in debug mode; drop this frame.
+            if self._debug and task._source_traceback:  # type: ignore[attr-defined]
+                del task._source_traceback[-1]  # type: ignore[attr-defined]
+            return task
+        if context is None:
+            task = factory(self, coro)
+        else:
+            task = factory(self, coro, context=context)
+        if name is not None:
+            task.set_name(name)
+        return task
+
+    def set_task_factory(self, factory: Any) -> None:
+        if factory is not None and not callable(factory):
+            raise TypeError("task factory must be a callable or None")
+        self._task_factory = factory
+
+    def get_task_factory(self) -> Any:
+        return self._task_factory
 
     # -- time and scheduling ------------------------------------------------
 
