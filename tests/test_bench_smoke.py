@@ -128,36 +128,39 @@ def test_reference_notes_put_slipstream_over_each_floor() -> None:
     ]
 
 
+def count_instructions(*args: str) -> tuple[str, list[str]]:
+    """``slipstream.bench.instructions ARGS``: its title, the last row's loop and count."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    done = subprocess.run(
+        [sys.executable, "-m", "slipstream.bench.instructions", *args],
+        capture_output=True, text=True, env=env, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    return lines[0], lines[-1].split()[:2]
+
+
 @pytest.mark.skipif(
     shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
     reason="valgrind is not installed",
 )
 def test_instruction_count_runs_under_callgrind() -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run(
-        [sys.executable, "-m", "slipstream.bench.instructions", "--loops", "py-epoll",
-         "--only", "protocol.1k", "--seconds", "0.3"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    line = done.stdout.splitlines()[-1].split()
-    assert line[0] == "py-epoll"
-    assert int(line[1].replace(",", "")) > 0, done.stdout
+    title, (loop, count) = count_instructions(
+        "--loops", "py-epoll", "--only", "protocol.1k", "--seconds", "0.3"
+    )
+    assert title.startswith("echo Protocol 1k")
+    assert loop == "py-epoll"
+    assert int(count.replace(",", "")) > 0
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_micro_instruction_count_runs_under_callgrind() -> None:
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    done = subprocess.run(
-        [sys.executable, "-m", "slipstream.bench.instructions", "--loops", "slipstream",
-         "--only", "micro.call_soon_chain", "--micro-scale", "0.002"],
-        capture_output=True, text=True, env=env, timeout=120, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[0].startswith("micro call_soon chain")
-    line = done.stdout.splitlines()[-1].split()
-    assert line[0] == "slipstream"
-    assert float(line[1].replace(",", "")) > 0, done.stdout
+    title, (loop, count) = count_instructions(
+        "--loops", "slipstream", "--only", "micro.call_soon_chain", "--micro-scale", "0.002"
+    )
+    assert title.startswith("micro call_soon chain")
+    assert loop == "slipstream"
+    assert float(count.replace(",", "")) > 0
 
 
 def test_micro_operation_counts_include_the_warm_up() -> None:
