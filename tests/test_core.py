@@ -424,9 +424,9 @@ def test_every_abstract_loop_method_is_implemented() -> None:
 def test_a_subclass_override_of_a_hot_method_is_what_tasks_call(
     loop_factory: LoopFactory,
 ) -> None:
-    # Tasks, futures and sleep() reach the loop through call_soon, get_debug
-    # and call_later, which the compiled loop binds per instance for speed: a
-    # subclass that overrides them must still be the one called.
+    # Tasks, futures and sleep() reach the loop through call_soon, get_debug,
+    # call_later, create_future and create_task, which the compiled loop binds
+    # per instance for speed: a subclass's overrides must still be called.
     probe = loop_factory()
     base: Any = type(probe)
     probe.close()
@@ -445,16 +445,24 @@ def test_a_subclass_override_of_a_hot_method_is_what_tasks_call(
             called.append("call_later")
             return super().call_later(delay, callback, *args, context=context)
 
+        def create_future(self) -> Any:
+            called.append("create_future")
+            return super().create_future()
+
+        def create_task(self, coro: Any, **options: Any) -> Any:
+            called.append("create_task")
+            return super().create_task(coro, **options)
+
     async def main() -> None:
         await asyncio.sleep(0)
-        await asyncio.sleep(0.001)
+        await asyncio.create_task(asyncio.sleep(0.001))
 
     lp = Recording()
     try:
         lp.run_until_complete(main())
     finally:
         lp.close()
-    assert {"call_soon", "get_debug", "call_later"} <= set(called)
+    assert {"call_soon", "get_debug", "call_later", "create_future", "create_task"} <= set(called)
 
 
 def test_a_closed_loop_is_freed_without_the_cycle_collector(loop_factory: LoopFactory) -> None:

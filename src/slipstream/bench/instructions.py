@@ -119,17 +119,17 @@ def count_micro(loop: str, bench: micro.MicroBenchmark, scale: float) -> float:
     """User-space instructions per operation of ``bench`` on ``loop``."""
     scales = (scale, 3 * scale)
     totals = []
-    for scale in scales:
+    for run_scale in scales:
         with tempfile.TemporaryDirectory(prefix="slipstream-callgrind-") as directory:
             output = Path(directory, "callgrind.out")
-            spec = {"task": "micro", "loop": loop, "names": [bench.name], "scale": scale}
+            spec = {"task": "micro", "loop": loop, "names": [bench.name], "scale": run_scale}
             wrapper = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={output}"]
             run_child("slipstream.bench.child", spec, cores()[0], timeout=900, wrapper=wrapper)
             match = _TOTALS.search(output.read_text()) if output.exists() else None
             if match is None:
                 raise BenchError("callgrind wrote no counts")
             totals.append(int(match.group(1)))
-    low, high = (micro.operations_in_run(bench, scale) for scale in scales)
+    low, high = (micro.operations_in_run(bench, run_scale) for run_scale in scales)
     return (totals[1] - totals[0]) / (high - low)
 
 

@@ -1,4 +1,4 @@
-"""The event loop core: lifecycle, tasks and futures, readiness API, async generators.
+"""The event loop core: lifecycle, readiness API, async generators, the pre-bound hot methods.
 
 Design rules for this package (the rest of slipstream depends on them):
 
@@ -63,11 +63,11 @@ def _no_owner_closing() -> bool:
     return True  # an owner without is_closing() never blocks a descriptor
 
 
-# The compiled Scheduler methods that asyncio's C Task and Future call on the
-# loop for every step, callback and future: a task's step is scheduled with
-# call_soon, each Future asks get_debug, sleep() and timeouts use call_at,
-# call_later and time.  See CoreLoop._prebind_hot_methods for why they are
-# bound once per loop.
+# The compiled Scheduler methods called on the loop for every step, callback,
+# task and future: asyncio's C Task schedules its steps with call_soon, each
+# Future asks get_debug, sleep() makes a future and a call_later, timeouts use
+# call_at and time, and every task comes from create_task.  See
+# CoreLoop._prebind_hot_methods for why they are bound once per loop.
 _PREBOUND_METHODS = (
     "call_soon", "call_at", "call_later", "time", "get_debug", "create_future", "create_task",
 )
@@ -76,8 +76,8 @@ _PREBOUND_METHODS = (
 class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEventLoop):
     """Scheduling, timers, readiness and lifecycle of an event loop.
 
-    :class:`Scheduler` holds the part that runs per callback (and is compiled
-    when it can be); this class adds the lifecycle, tasks and futures,
+    :class:`Scheduler` holds the part that runs per callback, task and future
+    (and is compiled when it can be); this class adds the lifecycle,
     ``add_reader`` and friends, asynchronous generators, error reporting and
     executors.
     """
@@ -222,8 +222,6 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         # The name asyncio's own TimerHandle.cancel() calls; only reached if
         # someone schedules a stock asyncio.TimerHandle by hand.
         self.timer_cancelled()
-
-    # -- futures and tasks ----------------------------------------------------
 
     # -- readiness ---------------------------------------------------------------
 
