@@ -171,8 +171,8 @@ class Scheduler(HandleOwner):
         factory = self._task_factory
         if factory is None:
             task: asyncio.Task[_T] = asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
-            # A task records where it was made only in debug mode; drop this frame.
-            if self._debug and task._source_traceback:  # type: ignore[attr-defined]
+            # A task made in debug mode records where; drop this frame.
+            if task._source_traceback:  # type: ignore[attr-defined]
                 del task._source_traceback[-1]  # type: ignore[attr-defined]
             return task
         if context is None:
