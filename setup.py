@@ -1,10 +1,11 @@
 """Build the optional compiled core of slipstream; everything else is in pyproject.toml.
 
-``pip install .`` and ``pip install -e .`` compile ``slipstream/core/handles.py``
-and ``slipstream/core/scheduler.py`` with Cython in pure-Python mode: the
-``.py`` files are the source, the ``.pxd`` files beside them add C types.  The
-result is the same package with those two modules as C extensions, which
-``slipstream.core`` prefers at import time (``SLIPSTREAM_PURE=1`` overrides).
+``pip install .`` and ``pip install -e .`` compile the modules of
+``COMPILED_MODULES`` (the scheduling core, the epoll backend and the socket
+calls of the I/O path) with Cython in pure-Python mode: the ``.py`` files are
+the source, the ``.pxd`` files beside them add C types.  The result is the
+same package with those modules as C extensions, which their packages prefer
+at import time (``SLIPSTREAM_PURE=1`` overrides; see slipstream/accelerate.py).
 
 Compiling is optional.  Without Cython, a C compiler or Python's headers, the
 build prints one warning line and installs the pure-Python package, which is
@@ -19,7 +20,15 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED_MODULES = ("handles", "scheduler")
+# Modules compiled from their own .py source (+ the .pxd beside it).  Each
+# package loads its group through slipstream.accelerate.load_modules, so a
+# group is compiled or interpreted as a whole.
+COMPILED_MODULES = (
+    "core.handles",
+    "core.scheduler",
+    "backends.socket_calls",
+    "backends.epoll",
+)
 
 # Cython directives for the compiled core (docs/benchmarks.md, "Compiled core"):
 # types come from the .pxd files only, never from annotations, so a compiled
@@ -61,20 +70,18 @@ def extensions() -> list[Extension]:
     except ImportError:
         warn("Cython is not installed")
         return []
-    modules = [
-        Extension(f"slipstream.core.{name}", [f"src/slipstream/core/{name}.py"])
-        for name in COMPILED_MODULES
-    ]
-    try:
-        return list(cythonize(
-            modules,
-            compiler_directives=DIRECTIVES,
-            build_dir="build/cython",
-            quiet=True,
-        ))
-    except Exception as exc:
-        warn(f"Cython failed: {exc}")
-        return []
+    built = []
+    # One module at a time: a module Cython cannot compile is left out (its
+    # package then loads its group's sources) without losing the others.
+    for name in COMPILED_MODULES:
+        module = Extension(f"slipstream.{name}", [f"src/slipstream/{name.replace('.', '/')}.py"])
+        try:
+            built += cythonize(
+                [module], compiler_directives=DIRECTIVES, build_dir="build/cython", quiet=True
+            )
+        except Exception as exc:
+            warn(f"Cython failed on slipstream.{name}: {exc}")
+    return built
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

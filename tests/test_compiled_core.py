@@ -24,15 +24,18 @@ import slipstream
 import slipstream.core
 
 CORE_DIR = Path(slipstream.core.__file__).parent
+PACKAGE_DIR = CORE_DIR.parent
 HOT_MODULES = ("handles", "scheduler")
+# Every module setup.py compiles, by its name under slipstream.
+COMPILED_MODULES = ("core.handles", "core.scheduler", "backends.socket_calls", "backends.epoll")
 
 
 def compiled_modules_present() -> bool:
-    """Whether this interpreter has compiled hot modules beside the sources."""
+    """Whether this interpreter has every compiled module beside its source."""
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     return all(
-        any((CORE_DIR / f"{name}{suffix}").exists() for suffix in suffixes)
-        for name in HOT_MODULES
+        any((PACKAGE_DIR / f"{name.replace('.', '/')}{suffix}").exists() for suffix in suffixes)
+        for name in COMPILED_MODULES
     )
 
 
@@ -43,11 +46,12 @@ def probe(pure: str | None) -> dict[str, Any]:
     if pure is not None:
         env["SLIPSTREAM_PURE"] = pure
     code = (
-        "import json, slipstream, slipstream.core.handles as h, slipstream.core.scheduler as s\n"
+        "import json, sys, slipstream, slipstream.backends as b\n"
         "loop = slipstream.new_event_loop()\n"
         "loop.call_soon(loop.stop); loop.run_forever(); loop.close()\n"
-        "print(json.dumps({'compiled': slipstream.compiled,"
-        " 'files': [h.__file__, s.__file__]}))\n"
+        f"names = {COMPILED_MODULES!r}\n"
+        "print(json.dumps({'compiled': slipstream.compiled, 'io_compiled': b.COMPILED,"
+        " 'files': [sys.modules['slipstream.' + n].__file__ for n in names]}))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
@@ -60,6 +64,7 @@ def probe(pure: str | None) -> dict[str, Any]:
 def test_slipstream_pure_forces_the_sources(value: str) -> None:
     result = probe(value)
     assert result["compiled"] is False
+    assert result["io_compiled"] is False
     assert all(path.endswith(".py") for path in result["files"])
 
 
@@ -69,13 +74,22 @@ def test_default_uses_the_compiled_core_when_built(value: str | None) -> None:
     if not compiled_modules_present():
         pytest.skip("no compiled core for this interpreter (no C compiler at install time?)")
     assert result["compiled"] is True
+    assert result["io_compiled"] is True
     assert not any(path.endswith(".py") for path in result["files"])
 
 
 def test_compiled_flag_matches_the_modules_in_use() -> None:
+    import slipstream.accelerate
+    import slipstream.backends
+
     files = [sys.modules[f"slipstream.core.{name}"].__file__ or "" for name in HOT_MODULES]
     assert slipstream.compiled is not any(path.endswith(".py") for path in files)
     assert slipstream.compiled is slipstream.core.COMPILED
+    for name, compiled in slipstream.accelerate.COMPILED_MODULES.items():
+        assert compiled is not (sys.modules[name].__file__ or "").endswith(".py"), name
+    assert slipstream.backends.COMPILED is slipstream.accelerate.COMPILED_MODULES[
+        "slipstream.backends.socket_calls"
+    ]
 
 
 def _callback(*args: Any) -> None:

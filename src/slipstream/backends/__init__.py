@@ -2,6 +2,11 @@
 
 ``SLIPSTREAM_BACKEND=epoll|selector`` forces a choice (the test suite runs the
 loop on both); otherwise epoll where the platform has it, else selectors.
+
+The epoll backend and :mod:`.socket_calls` (the socket system calls of the
+transports and ``sock_*``) are compiled where ``pip install`` had a C compiler;
+:data:`COMPILED` says whether they are in use (``SLIPSTREAM_PURE=1`` loads their
+sources, as for the core).
 """
 
 from __future__ import annotations
@@ -9,9 +14,24 @@ from __future__ import annotations
 import os
 import select
 
+from ..accelerate import load_modules
 from .base import ERROR, HANGUP, READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend
 
+COMPILED: bool = load_modules(
+    __name__, ("socket_calls", "epoll") if hasattr(select, "epoll") else ("socket_calls",)
+)
+"""Whether the compiled I/O path (epoll backend, socket calls) is in use."""
+
+# The socket calls the transports and sock_* make: compiled, socket_calls' C
+# functions; interpreted, syscalls' one-line wrappers of the socket methods,
+# which socket_calls would only wrap once more (a Python frame per call).
+if COMPILED:
+    from .socket_calls import recv, recv_into, send
+else:
+    from .syscalls import recv, recv_into, send
+
 __all__ = [
+    "COMPILED",
     "ERROR",
     "HANGUP",
     "READABLE",
@@ -21,6 +41,9 @@ __all__ = [
     "IOBackend",
     "available_backends",
     "create_backend",
+    "recv",
+    "recv_into",
+    "send",
 ]
 
 

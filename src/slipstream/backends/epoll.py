@@ -1,5 +1,9 @@
 """Linux epoll backend: ``select.epoll`` called directly, no selector key objects.
 
+Compiled (``epoll.pxd`` beside this file), the backend is a C type and its
+``epoll_wait`` is the kernel's own, made by :mod:`.syscalls` without
+argument parsing or a GIL release when events are already there.
+
 One-shot registrations for watches that come and go
 ===================================================
 
@@ -59,6 +63,7 @@ from __future__ import annotations
 import errno
 import select
 
+from . import syscalls
 from .base import READABLE, WRITABLE
 
 # The largest timeout epoll_wait accepts is INT_MAX milliseconds; asyncio caps
@@ -78,7 +83,10 @@ class EpollBackend:
 
     def __init__(self) -> None:
         self._epoll = select.epoll()
+        self._epfd = self._epoll.fileno()
         self._maxevents = 1024
+        # Where the compiled build's epoll_wait() has the kernel write its events.
+        self._buffer = syscalls.epoll_buffer(self._maxevents)
         # What the loop wants per descriptor: READABLE | WRITABLE, never 0.
         self._interest: dict[int, int] = {}
         # One-shot registrations: armed (waiting), and fired (reported in the
@@ -177,9 +185,11 @@ class EpollBackend:
             timeout = -1.0
         elif timeout > _MAX_TIMEOUT:
             timeout = _MAX_TIMEOUT
-        # select.epoll.poll rounds the timeout up to whole milliseconds, so a
-        # timer is never woken for early.  EINTR is retried by Python (PEP 475).
-        events = self._epoll.poll(timeout, self._maxevents)
+        # The timeout is rounded up to whole milliseconds, so a timer is never
+        # woken for early.  EINTR runs the signal handlers (PEP 475).
+        events = syscalls.epoll_wait(
+            self._epoll, self._epfd, self._buffer, timeout, self._maxevents
+        )
         self._polls += 1
         if self._armed:
             armed = self._armed
@@ -190,6 +200,7 @@ class EpollBackend:
                     fired.add(fd)
         if len(events) == self._maxevents:
             self._maxevents *= 2
+            self._buffer = syscalls.epoll_buffer(self._maxevents)
         return events
 
     def _rearm_lasting(self) -> None:
@@ -210,4 +221,5 @@ class EpollBackend:
             records.clear()
         self._transient.clear()
         self._interest.clear()
+        self._epfd = -1
         self._epoll.close()

@@ -46,6 +46,7 @@ from asyncio import constants
 from collections.abc import Callable
 from typing import IO, Any, TypeVar
 
+from .. import backends
 from ..core import CoreLoop
 from .dns import resolve_address
 
@@ -55,6 +56,11 @@ except ImportError:  # pragma: no cover - Python built without OpenSSL
     ssl = None  # type: ignore[assignment]
 
 _T = TypeVar("_T")
+
+# recv/send as compiled system calls where they were built (backends/socket_calls.py).
+_recv = backends.recv
+_recv_into = backends.recv_into
+_send = backends.send
 
 _INET_FAMILIES = frozenset(
     (socket.AF_INET, socket.AF_INET6) if hasattr(socket, "AF_INET6") else (socket.AF_INET,)
@@ -126,7 +132,7 @@ def _recv_ready(
     if fut.done():
         return
     try:
-        data = sock.recv(nbytes)
+        data = _recv(sock, nbytes)
     except (BlockingIOError, InterruptedError):
         return
     except (SystemExit, KeyboardInterrupt):
@@ -160,7 +166,7 @@ def _send_ready(
     if fut.done():
         return
     try:
-        sent = sock.send(rest[0])
+        sent = _send(sock, rest[0])
     except (BlockingIOError, InterruptedError):
         return
     except (SystemExit, KeyboardInterrupt):
@@ -364,7 +370,7 @@ class SocketOperations(CoreLoop):
         drained = self._sock_recv_drained
         if fd not in drained or type(nbytes) is not int or nbytes <= 0:
             try:
-                return sock.recv(nbytes)
+                return _recv(sock, nbytes)
             except (BlockingIOError, InterruptedError):
                 drained.add(fd)
         # _sockop_wait, inlined: this wait happens once per message in a
@@ -385,7 +391,7 @@ class SocketOperations(CoreLoop):
         """Receive into the writable buffer ``buf``; return the number of bytes written."""
         _check_socket(sock, self.get_debug())
         try:
-            return sock.recv_into(buf)
+            return _recv_into(sock, buf)
         except (BlockingIOError, InterruptedError):
             pass
         count: int = await self._sockop_wait(
@@ -443,7 +449,7 @@ class SocketOperations(CoreLoop):
         if type(sock) is not _PLAIN_SOCKET or self.get_debug():  # the checks' fast path
             _check_socket(sock, self.get_debug())
         try:
-            sent = sock.send(data)
+            sent = _send(sock, data)
         except (BlockingIOError, InterruptedError):
             sent = 0
         if sent == len(data) and (type(data) is bytes or isinstance(data, (bytes, bytearray))):

@@ -68,6 +68,7 @@ from asyncio.constants import _SendfileMode as SendfileMode
 from asyncio.trsock import TransportSocket
 from typing import TYPE_CHECKING, Any, Protocol
 
+from .. import backends
 from ..core.errors import logger
 from .allocator import LARGE_READ, SMALL_READ, large_reads_are_cheap
 from .errors import report_fatal_error
@@ -77,6 +78,12 @@ if TYPE_CHECKING:
     from ..core import CoreLoop
 
 __all__ = ["ConnectionTracker", "SocketTransport", "is_tcp_stream", "set_nodelay"]
+
+# The socket system calls of the hot path: compiled, straight to the kernel
+# (backends/socket_calls.py); module globals, so each call is one lookup.
+_recv = backends.recv
+_recv_into = backends.recv_into
+_send = backends.send
 
 # After this many writes to a transport whose connection is lost, each further
 # write logs a warning: the application is writing into the void.
@@ -148,9 +155,13 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
     # the 128 KiB above which glibc, untaught, would mmap every read (which
     # once cost our 100 KiB echo 77 µs per round trip instead of 34, and
     # costs asyncio's 1 KiB echo ~27 µs instead of ~9 in a new process).
+    #
+    # The sizes in use are instance attributes set in __init__, never class
+    # defaults an instance shadows: CPython 3.12+ cannot specialise a load of
+    # an instance attribute that shadows a class attribute, and each such
+    # load on the read path cost ~200 instructions (callgrind).  The same
+    # goes for _empty_waiter, which every write() reads.
     max_size = 127 * 1024
-    _recv_size = SMALL_READ
-    _base_recv_size = SMALL_READ
 
     # Read by asyncio-compatible helpers (start_tls, sendfile) to know what the
     # transport supports.
@@ -165,7 +176,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
     _read_ready: Any = None
     # Set while loop.sendfile() sends natively: it resolves once the write
     # buffer is empty, and write() is refused until it is reset.
-    _empty_waiter: asyncio.Future[None] | None = None
+    _empty_waiter: asyncio.Future[None] | None
 
     def __init__(
         self,
@@ -204,7 +215,11 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._fd = fd = sock.fileno()
         self._sock_closed = False
         if large_reads_are_cheap():
-            self._recv_size = self._base_recv_size = self.max_size = LARGE_READ
+            self._read_size = self._min_read_size = self._max_read_size = LARGE_READ
+        else:
+            self._read_size = self._min_read_size = SMALL_READ
+            self._max_read_size = self.max_size
+        self._empty_waiter = None
         self._buffer: collections.deque[bytes | memoryview] = _NO_BUFFER
         self._buffer_size = 0
         self._closing = False  # close() or a fatal error happened
@@ -331,9 +346,9 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._loop.unwatch_readable(self._fd)
 
     def _read_ready_data(self) -> None:
-        size = self._recv_size
+        size = self._read_size
         try:
-            data = self._sock.recv(size)
+            data = _recv(self._sock, size)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -345,9 +360,9 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._read_eof()
             return
         if len(data) == size:
-            self._recv_size = self.max_size  # the peer is streaming: read more at a time
-        elif size > self._base_recv_size and len(data) < self._base_recv_size:
-            self._recv_size = self._base_recv_size
+            self._read_size = self._max_read_size  # the peer is streaming: read more at a time
+        elif size > self._min_read_size and len(data) < self._min_read_size:
+            self._read_size = self._min_read_size
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -367,7 +382,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
             return
         try:
-            nbytes = self._sock.recv_into(buf)
+            nbytes = _recv_into(self._sock, buf)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -430,7 +445,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             return
         if not self._buffer:
             try:
-                sent = self._sock.send(data)
+                sent = _send(self._sock, data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
@@ -474,7 +489,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         buffer = self._buffer
         try:
             if len(buffer) == 1:
-                sent = self._sock.send(buffer[0])
+                sent = _send(self._sock, buffer[0])
             elif len(buffer) <= _IOV_MAX:
                 sent = self._sock.sendmsg(buffer)
             else:

@@ -1,0 +1,27 @@
+# Cython declarations for epoll.py (pure-Python mode: this file augments that
+# source, which stays the one implementation).  The backend becomes a C type
+# and its poll() makes the system call itself (syscalls.pxd).
+
+cimport cython
+
+from . cimport syscalls
+
+cdef object _ONESHOT
+cdef double _MAX_TIMEOUT
+cdef Py_ssize_t _TRANSIENT_POLLS
+
+
+cdef class EpollBackend:
+    cdef object _epoll
+    cdef int _epfd
+    cdef int _maxevents
+    cdef object _buffer
+    cdef dict _interest
+    cdef set _armed
+    cdef set _fired
+    cdef set _parked
+    cdef dict _transient
+    cdef Py_ssize_t _polls
+
+    @cython.locals(events=list, armed=set, fired=set)
+    cpdef list poll(self, object timeout)

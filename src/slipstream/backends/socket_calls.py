@@ -1,0 +1,35 @@
+"""``recv``, ``recv_into`` and ``send`` on a socket, for the interpreted layers above.
+
+Transports and ``sock_*`` are plain Python (they are mostly decisions, which
+CPython's specialising interpreter runs well), but the system calls they make
+are not: through :class:`socket.socket`'s methods each costs an argument parse
+and a GIL release and re-take (see :mod:`.syscalls`).  Compiled, this module's
+functions are C functions that make the call themselves; interpreted, they are
+the socket methods again, with exactly their results and exceptions either way
+(``BlockingIOError`` when the call would block, the ``OSError`` subclass of
+the ``errno``, ``EBADF`` for a closed socket).
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from . import syscalls
+
+__all__ = ["recv", "recv_into", "send"]
+
+
+def recv(sock: socket.socket, size: int) -> bytes:
+    """``sock.recv(size)``."""
+    return syscalls.recv(sock, size)
+
+
+def recv_into(sock: socket.socket, buffer: Any) -> int:
+    """``sock.recv_into(buffer)``."""
+    return syscalls.recv_into(sock, buffer)
+
+
+def send(sock: socket.socket, data: Any) -> int:
+    """``sock.send(data)``."""
+    return syscalls.send(sock, data)

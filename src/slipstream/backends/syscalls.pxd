@@ -1,0 +1,314 @@
+# The compiled definitions of syscalls.py (see its docstring): inline code that
+# the modules cimporting this file use instead of the Python functions.  The
+# module itself is never compiled; only its cimporters are.  Each cimporter is
+# its own C file and gets its own copy of the static state below (the checked
+# socket layout), so nothing here is shared between modules.
+
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
+from cpython.object cimport Py_TYPE
+from cpython.ref cimport PyObject, Py_INCREF
+
+
+cdef extern from *:
+    """
+    #include <errno.h>
+    #include <math.h>
+    #include <sys/epoll.h>
+    #include <sys/socket.h>
+
+    /* The head of CPython's socket object (Modules/socketmodule.h), unchanged
+       since Python 3.5: descriptor, family, type, protocol, error handler,
+       then the timeout in nanoseconds (-1 blocking, 0 non-blocking).  Only
+       trusted once slipstream_check_socket_layout() agreed with a real socket. */
+    typedef struct {
+        PyObject_HEAD
+        int sock_fd;
+        int sock_family;
+        int sock_type;
+        int sock_proto;
+        PyObject *(*errorhandler)(void);
+        int64_t sock_timeout;
+    } slipstream_socket_object;
+
+    /* 1: the layout matches, 0: it does not (use the methods), -1: unchecked. */
+    static int slipstream_socket_layout = -1;
+    static PyObject *slipstream_socket_class = NULL;
+
+    static int slipstream_socket_fd(PyObject *sock) {
+        return ((slipstream_socket_object *)sock)->sock_fd;
+    }
+
+    static int64_t slipstream_socket_timeout(PyObject *sock) {
+        return ((slipstream_socket_object *)sock)->sock_timeout;
+    }
+
+    /* Set the exception for errno (an OSError subclass, as socket methods
+       raise), with errno saved across whatever ran since the call failed. */
+    static PyObject *slipstream_errno_error(int error) {
+        errno = error;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+
+    /* recv() into a new bytes object of at most size bytes.
+
+       Reads of up to 256 KiB land in one static buffer and are copied into a
+       bytes object of the size that came.  Allocating size bytes first and
+       shrinking them afterwards, as socket.recv() does, costs a 256 KiB
+       malloc() and a realloc() per read (~600 instructions, more than the
+       copy of a few KiB); uvloop copies out of one buffer the same way.  The
+       buffer can be static because the GIL is held from the system call to
+       the copy (a free-threaded build allocates per read instead). */
+    #define SLIPSTREAM_RECV_BUFFER (256 * 1024)
+    #ifndef Py_GIL_DISABLED
+    static char slipstream_recv_buffer[SLIPSTREAM_RECV_BUFFER];
+    #endif
+
+    static PyObject *slipstream_recv_bytes(int fd, Py_ssize_t size) {
+        PyObject *data = NULL;
+        char *into;
+        ssize_t n;
+        int error;
+    #ifndef Py_GIL_DISABLED
+        if (size <= SLIPSTREAM_RECV_BUFFER) {
+            into = slipstream_recv_buffer;
+        } else
+    #endif
+        {
+            data = PyBytes_FromStringAndSize(NULL, size);
+            if (data == NULL)
+                return NULL;
+            into = PyBytes_AS_STRING(data);
+        }
+        for (;;) {
+            n = recv(fd, into, (size_t)size, 0);
+            if (n >= 0)
+                break;
+            error = errno;
+            if (error != EINTR) {
+                Py_XDECREF(data);
+                return slipstream_errno_error(error);
+            }
+            if (PyErr_CheckSignals() < 0) {  /* PEP 475: a handler raised */
+                Py_XDECREF(data);
+                return NULL;
+            }
+        }
+        if (data == NULL)
+            return PyBytes_FromStringAndSize(into, n);
+        if (n != size && _PyBytes_Resize(&data, n) < 0)
+            return NULL;
+        return data;
+    }
+
+    /* Whether recv_into() would accept buffer; if not, its own method says why
+       (a TypeError where PyObject_GetBuffer would raise a BufferError). */
+    static int slipstream_writable(PyObject *buffer) {
+        Py_buffer view;
+        if (PyByteArray_CheckExact(buffer))
+            return 1;
+        if (!PyObject_CheckBuffer(buffer))
+            return 0;
+        if (PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE) < 0) {
+            PyErr_Clear();
+            return 0;
+        }
+        PyBuffer_Release(&view);
+        return 1;
+    }
+
+    /* recv() into a writable buffer (what recv_into() accepts). */
+    static PyObject *slipstream_recv_into(int fd, PyObject *buffer) {
+        Py_buffer view;
+        ssize_t n;
+        int error;
+        if (PyObject_GetBuffer(buffer, &view, PyBUF_WRITABLE) < 0)
+            return NULL;
+        for (;;) {
+            n = recv(fd, view.buf, (size_t)view.len, 0);
+            if (n >= 0)
+                break;
+            error = errno;
+            if (error != EINTR) {
+                PyBuffer_Release(&view);
+                return slipstream_errno_error(error);
+            }
+            if (PyErr_CheckSignals() < 0) {
+                PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+        PyBuffer_Release(&view);
+        return PyLong_FromSsize_t(n);
+    }
+
+    /* send() of a bytes-like object (what send() accepts). */
+    static PyObject *slipstream_send(int fd, PyObject *data) {
+        Py_buffer view;
+        const char *start;
+        Py_ssize_t length;
+        ssize_t n;
+        int error, viewed = 0;
+        if (PyBytes_CheckExact(data)) {
+            start = PyBytes_AS_STRING(data);
+            length = PyBytes_GET_SIZE(data);
+        } else {
+            if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
+                return NULL;
+            viewed = 1;
+            start = (const char *)view.buf;
+            length = view.len;
+        }
+        for (;;) {
+            n = send(fd, start, (size_t)length, 0);
+            if (n >= 0)
+                break;
+            error = errno;
+            if (error != EINTR) {
+                if (viewed)
+                    PyBuffer_Release(&view);
+                return slipstream_errno_error(error);
+            }
+            if (PyErr_CheckSignals() < 0) {
+                if (viewed)
+                    PyBuffer_Release(&view);
+                return NULL;
+            }
+        }
+        if (viewed)
+            PyBuffer_Release(&view);
+        return PyLong_FromSsize_t(n);
+    }
+
+    /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result.
+       A first zero-timeout wait keeps the GIL: on a busy loop it nearly always
+       finds events, and releasing and re-taking the GIL costs more than the
+       system call.  Only a wait that may sleep lets other threads run.  EINTR
+       runs the signal handlers and returns no events (the loop comes back with
+       a fresh timeout), where epoll.poll would retry itself. */
+    static PyObject *slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout) {
+        struct epoll_event *events = (struct epoll_event *)buffer;
+        PyObject *result, *pair;
+        int n, i, error = 0, milliseconds;
+        if (timeout < 0)
+            milliseconds = -1;
+        else  /* rounded up, as epoll.poll does: never woken before a timer is due */
+            milliseconds = (int)ceil(timeout * 1e3);
+        n = epoll_wait(epfd, events, maxevents, 0);
+        if (n == 0 && milliseconds != 0) {
+            Py_BEGIN_ALLOW_THREADS
+            n = epoll_wait(epfd, events, maxevents, milliseconds);
+            if (n < 0)
+                error = errno;
+            Py_END_ALLOW_THREADS
+        } else if (n < 0) {
+            error = errno;
+        }
+        if (n < 0) {
+            if (error != EINTR)
+                return slipstream_errno_error(error);
+            if (PyErr_CheckSignals() < 0)
+                return NULL;
+            n = 0;
+        }
+        result = PyList_New(n);
+        if (result == NULL)
+            return NULL;
+        for (i = 0; i < n; i++) {
+            pair = PyTuple_New(2);
+            if (pair == NULL) {
+                Py_DECREF(result);
+                return NULL;
+            }
+            PyList_SET_ITEM(result, i, pair);
+            PyTuple_SET_ITEM(pair, 0, PyLong_FromLong(events[i].data.fd));
+            PyTuple_SET_ITEM(pair, 1, PyLong_FromUnsignedLong(events[i].events));
+            if (PyTuple_GET_ITEM(pair, 0) == NULL || PyTuple_GET_ITEM(pair, 1) == NULL) {
+                Py_DECREF(result);
+                return NULL;
+            }
+        }
+        return result;
+    }
+    """
+    int slipstream_socket_layout
+    PyObject *slipstream_socket_class
+    int slipstream_socket_fd(object sock)
+    long long slipstream_socket_timeout(object sock)
+    object slipstream_recv_bytes(int fd, Py_ssize_t size)
+    object slipstream_recv_into(int fd, object buffer)
+    bint slipstream_writable(object buffer)
+    object slipstream_send(int fd, object data)
+    object slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout)
+    const int SIZEOF_EPOLL_EVENT "sizeof(struct epoll_event)"
+
+
+cdef inline int _check_socket_layout() except -1:
+    # Once per compiled module: does CPython's socket object look as expected?
+    global slipstream_socket_layout, slipstream_socket_class
+    import socket as socket_module
+
+    a, b = socket_module.socketpair()
+    try:
+        a.setblocking(False)
+        b.settimeout(2.5)
+        matches = (
+            slipstream_socket_fd(a) == a.fileno()
+            and slipstream_socket_timeout(a) == 0
+            and slipstream_socket_fd(b) == b.fileno()
+            and slipstream_socket_timeout(b) == 2500000000
+        )
+    finally:
+        a.close()
+        b.close()
+    cls = socket_module.socket
+    Py_INCREF(cls)
+    slipstream_socket_class = <PyObject *>cls
+    slipstream_socket_layout = 1 if matches else 0
+    return 0
+
+
+cdef inline bint _direct(object sock) except -1:
+    # The kernel may be called directly only for what socket.socket's own
+    # method would do the same with: exactly that class (a subclass may
+    # override the method), non-blocking (a blocking call must release the
+    # GIL), open (a closed socket's method raises EBADF, and the number may
+    # name another file by now).
+    if slipstream_socket_layout < 0:
+        _check_socket_layout()
+    return (
+        slipstream_socket_layout == 1
+        and <PyObject *>Py_TYPE(sock) == slipstream_socket_class
+        and slipstream_socket_timeout(sock) == 0
+        and slipstream_socket_fd(sock) >= 0
+    )
+
+
+cdef inline object recv(object sock, object size):
+    if type(size) is int and 0 < size <= 0x7fffffff and _direct(sock):
+        return slipstream_recv_bytes(slipstream_socket_fd(sock), size)
+    return sock.recv(size)
+
+
+cdef inline object recv_into(object sock, object buffer):
+    if _direct(sock) and slipstream_writable(buffer):
+        return slipstream_recv_into(slipstream_socket_fd(sock), buffer)
+    return sock.recv_into(buffer)
+
+
+cdef inline object send(object sock, object data):
+    if _direct(sock):
+        return slipstream_send(slipstream_socket_fd(sock), data)
+    return sock.send(data)
+
+
+cdef inline object epoll_buffer(object maxevents):
+    return bytearray(SIZEOF_EPOLL_EVENT * maxevents)
+
+
+cdef inline object epoll_wait(object epoll, int epfd, object buffer, double timeout,
+                              int maxevents):
+    if epfd < 0:  # closed: the method raises what it raises for a closed epoll
+        return epoll.poll(timeout, maxevents)
+    if type(buffer) is not bytearray or PyByteArray_GET_SIZE(buffer) < <Py_ssize_t>SIZEOF_EPOLL_EVENT * maxevents:
+        raise ValueError("epoll_wait() needs the buffer epoll_buffer() made for maxevents")
+    return slipstream_epoll_wait(epfd, PyByteArray_AS_STRING(buffer), maxevents, timeout)

@@ -1,0 +1,72 @@
+"""The system calls of the I/O path, which the compiled build makes directly.
+
+Interpreted, each name here is a thin function over the standard library's
+own method (``sock.recv(size)``, ``epoll.poll(timeout, maxevents)``...), with
+exactly its results and exceptions.  A module compiled with Cython that
+cimports this one gets ``syscalls.pxd`` instead, where each is an inline C
+function that calls the kernel itself.  What that saves, per call, is what
+CPython's socket and epoll methods do around the system call (callgrind,
+CPython 3.12, one 1 KiB echo round trip of ~10,000 user-space instructions):
+
+* parsing the arguments with ``PyArg_ParseTuple`` (~350 instructions per
+  call; ``do_mkvalue`` builds each epoll event tuple the same slow way);
+* releasing and re-taking the GIL around a call that cannot block, because
+  the socket is non-blocking or the poll's timeout is zero (~400 per call:
+  ``take_gil``, ``drop_gil``, two mutexes, a condition signal, thread-state
+  swaps through ``__tls_get_addr``).  A poll that has to *wait* still
+  releases the GIL, but only after a first zero-timeout ``epoll_wait`` found
+  nothing, which on a busy server is rare;
+* the method lookup and the bound method.
+
+The compiled versions keep the contract of the methods they replace: the same
+return values, the same ``OSError`` subclasses from the same ``errno`` values
+(``BlockingIOError`` included), ``EINTR`` retried after running the signal
+handlers (PEP 475), a closed socket failing with ``EBADF``.  They take the
+direct path only where that is provably the same call -- an object whose
+type is exactly :class:`socket.socket` and which is non-blocking -- and call
+the Python method otherwise (a subclass may override ``recv``; a blocking
+socket must release the GIL while it waits).  The socket's descriptor and
+timeout are read from the C struct of CPython's socket object, whose layout
+(descriptor, family, type, protocol, error handler, timeout) has been the
+same since Python 3.5; the compiled module checks it at import against a
+real socket and uses the methods if it ever differs.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+from typing import Any
+
+__all__ = ["epoll_buffer", "epoll_wait", "recv", "recv_into", "send"]
+
+
+def recv(sock: socket.socket, size: int) -> bytes:
+    """``sock.recv(size)``."""
+    return sock.recv(size)
+
+
+def recv_into(sock: socket.socket, buffer: Any) -> int:
+    """``sock.recv_into(buffer)``."""
+    return sock.recv_into(buffer)
+
+
+def send(sock: socket.socket, data: Any) -> int:
+    """``sock.send(data)``."""
+    return sock.send(data)
+
+
+def epoll_buffer(maxevents: int) -> Any:
+    """Room for ``maxevents`` kernel events, for :func:`epoll_wait` (None: not needed here)."""
+    return None
+
+
+def epoll_wait(
+    epoll: select.epoll, epfd: int, buffer: Any, timeout: float, maxevents: int
+) -> list[tuple[int, int]]:
+    """``epoll.poll(timeout, maxevents)``: ``timeout`` in seconds, negative to wait forever.
+
+    ``epfd`` is ``epoll.fileno()`` while it is open, -1 once closed; ``buffer`` is
+    what :func:`epoll_buffer` returned for at least ``maxevents``.
+    """
+    return epoll.poll(timeout, maxevents)

@@ -1,0 +1,254 @@
+"""The I/O path's socket calls keep the socket methods' contract, on either build.
+
+``slipstream.backends.recv`` / ``recv_into`` / ``send`` are what the transports
+and ``sock_*`` call: compiled, C functions that make the system call
+themselves (backends/syscalls.pxd); interpreted, thin wrappers of the socket
+methods.  scripts/test.sh runs this file on both builds, and every test here
+compares the call with the socket method it replaces on the same situation:
+same result, same exception type and errno.
+"""
+
+from __future__ import annotations
+
+import errno
+import select
+import socket
+import struct
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from slipstream import backends
+from slipstream.backends import syscalls
+
+
+def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
+    """What a call gives, comparably: ("ok", value) or ("error", (type, errno))."""
+    try:
+        return ("ok", call())
+    except Exception as exc:  # compared, not swallowed
+        return ("error", (type(exc), getattr(exc, "errno", None)))
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    yield a, b
+    a.close()
+    b.close()
+
+
+def tcp_pair() -> tuple[socket.socket, socket.socket]:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    client.setblocking(False)
+    server.setblocking(False)
+    return client, server
+
+
+def test_the_compiled_calls_are_in_use_when_built() -> None:
+    assert backends.recv is not syscalls.recv or not backends.COMPILED
+
+
+def test_recv_on_an_empty_socket_would_block(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, _ = pair
+    assert outcome(lambda: backends.recv(a, 100)) == outcome(lambda: a.recv(100))
+    assert outcome(lambda: backends.recv(a, 100))[1][0] is BlockingIOError
+
+
+@pytest.mark.parametrize("size", [1, 5, 1024, 256 * 1024, 256 * 1024 + 1, 1 << 20])
+def test_recv_returns_what_came_up_to_size(
+    pair: tuple[socket.socket, socket.socket], size: int
+) -> None:
+    a, b = pair
+    payload = bytes(range(256)) * 40  # 10,240 bytes
+    b.sendall(payload)
+    got = backends.recv(a, size)
+    assert got == payload[:size]
+    assert type(got) is bytes
+    rest = payload[len(got):]
+    if rest:
+        assert a.recv(len(rest)) == rest
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, "10", None, 1 << 70])
+def test_recv_with_a_bad_size_fails_as_the_method_does(
+    pair: tuple[socket.socket, socket.socket], size: Any
+) -> None:
+    a, b = pair
+    b.send(b"x")
+    assert outcome(lambda: backends.recv(a, size)) == outcome(lambda: a.recv(size))
+
+
+def test_recv_at_end_of_stream_is_empty(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.shutdown(socket.SHUT_WR)
+    assert backends.recv(a, 100) == b""
+
+
+def test_calls_on_a_closed_socket_fail_with_ebadf() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    a.close()
+    b.close()
+    expected = ("error", (OSError, errno.EBADF))
+    assert outcome(lambda: backends.recv(a, 10)) == expected == outcome(lambda: a.recv(10))
+    assert outcome(lambda: backends.send(a, b"x")) == outcome(lambda: a.send(b"x"))
+    assert outcome(lambda: backends.recv_into(a, bytearray(4))) == outcome(
+        lambda: a.recv_into(bytearray(4))
+    )
+
+
+def test_a_reset_connection_raises_connection_reset() -> None:
+    client, server = tcp_pair()
+    with client, server:
+        client.send(b"unread")
+        # SO_LINGER 0: close() sends RST, and unread data makes sure of it.
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        select.select([client], [], [], 5)
+        assert outcome(lambda: backends.recv(client, 10)) == (
+            "error",
+            (ConnectionResetError, errno.ECONNRESET),
+        )
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"bytes", bytearray(b"bytearray"), memoryview(b"memoryview")[3:], memoryview(b"")],
+    ids=["bytes", "bytearray", "memoryview-slice", "empty"],
+)
+def test_send_takes_any_contiguous_buffer(
+    pair: tuple[socket.socket, socket.socket], data: Any
+) -> None:
+    a, b = pair
+    assert backends.send(a, data) == len(bytes(data))
+    if data:
+        assert b.recv(100) == bytes(data)
+
+
+@pytest.mark.parametrize(
+    "data", ["text", 12, memoryview(b"abcdef")[::2], None], ids=["str", "int", "strided", "none"]
+)
+def test_send_refuses_what_the_method_refuses(
+    pair: tuple[socket.socket, socket.socket], data: Any
+) -> None:
+    a, _ = pair
+    assert outcome(lambda: backends.send(a, data)) == outcome(lambda: a.send(data))
+    assert outcome(lambda: backends.send(a, data))[0] == "error"
+
+
+def test_send_is_partial_then_would_block_on_a_full_socket(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    chunk = b"z" * (1 << 20)
+    sent = 0
+    while True:
+        result = outcome(lambda: backends.send(a, chunk))
+        if result[0] == "error":
+            assert result[1][0] is BlockingIOError
+            break
+        assert 0 < result[1] <= len(chunk)
+        sent += result[1]
+    received = 0
+    while received < sent:
+        select.select([b], [], [], 5)
+        received += len(b.recv(1 << 20))
+    assert received == sent
+
+
+@pytest.mark.parametrize("call", [backends.send, socket.socket.send], ids=["ours", "method"])
+def test_send_to_a_closed_peer_fails_as_the_method_does(call: Callable[..., int]) -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.close()
+    with a:
+        assert outcome(lambda: call(a, b"x")) == ("error", (BrokenPipeError, errno.EPIPE))
+
+
+def test_recv_into_fills_the_callers_buffer(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.send(b"hello world")
+    buffer = bytearray(5)
+    assert backends.recv_into(a, buffer) == 5
+    assert buffer == b"hello"
+    view = memoryview(bytearray(20))
+    assert backends.recv_into(a, view[2:]) == 6
+    assert view[2:8].tobytes() == b" world"
+
+
+def test_recv_into_refuses_a_read_only_buffer(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    b.send(b"x")
+    assert outcome(lambda: backends.recv_into(a, b"read-only")) == outcome(
+        lambda: a.recv_into(b"read-only")
+    )
+
+
+def test_a_blocking_socket_still_waits_for_data() -> None:
+    # Not the direct path (it would hold the GIL while blocked): the method,
+    # which releases it, so another thread's send gets through.
+    import threading
+
+    a, b = socket.socketpair()
+    with a, b:
+        a.settimeout(5)
+        timer = threading.Timer(0.05, b.send, (b"late",))
+        timer.start()
+        try:
+            assert backends.recv(a, 10) == b"late"
+        finally:
+            timer.join()
+
+
+def test_a_socket_subclass_keeps_its_own_methods() -> None:
+    calls: list[str] = []
+
+    class Recording(socket.socket):
+        def recv(self, size: int, flags: int = 0) -> bytes:
+            calls.append("recv")
+            return super().recv(size, flags)
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            calls.append("send")
+            return super().send(data, flags)
+
+    a, b = socket.socketpair()
+    with a, b:
+        sock = Recording(fileno=a.detach())
+        with sock:
+            sock.setblocking(False)
+            assert backends.send(sock, b"ping") == 4
+            assert b.recv(10) == b"ping"
+            b.send(b"pong")
+            assert backends.recv(sock, 10) == b"pong"
+    assert calls == ["send", "recv"]
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux-only")
+def test_epoll_wait_reports_what_epoll_poll_reports() -> None:
+    from slipstream.backends.base import READABLE, WRITABLE
+    from slipstream.backends.epoll import EpollBackend
+
+    backend = EpollBackend()
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        backend.set_interest(a.fileno(), READABLE | WRITABLE)
+        assert backend.poll(0) == [(a.fileno(), select.EPOLLOUT)]
+        b.send(b"x")
+        assert backend.poll(1.0) == [(a.fileno(), select.EPOLLIN | select.EPOLLOUT)]
+        backend.set_interest(a.fileno(), READABLE)
+        a.recv(1)
+        assert backend.poll(0.01) == []  # waited (GIL released), nothing came
+        backend.close()
+        with pytest.raises(ValueError):
+            backend.poll(0)  # what a closed select.epoll says
+    finally:
+        a.close()
+        b.close()
