@@ -13,8 +13,19 @@ How bytes move, and why it is shaped this way:
   in the kernel's buffer and never touch the loop.  Only the rest is buffered and
   the descriptor watched for writability; everything written meanwhile queues
   behind it, and the next writable event hands the whole queue to the kernel in
-  one ``sendmsg()`` — so a burst of small writes in one loop turn costs one
-  system call, not one each.
+  one ``sendmsg()``.
+* **Coalescing.**  A connection that writes twice with nothing read in between
+  (a response's headers, then its body) is a connection that writes in bursts,
+  and from then on the first write of a burst is held until the callbacks of
+  that turn have run: a callback queued behind them sends the whole burst in
+  one ``send()`` / ``sendmsg()``.  On loopback TCP each ``send()`` also runs the
+  receiving side's stack, so two calls cost nearly twice one.  Held bytes
+  count in ``get_write_buffer_size()``; a burst that reaches the high-water
+  mark goes to the kernel at once, so ``pause_writing()`` still means the
+  kernel refused, as with asyncio.  After eight bursts in a row that were a
+  single write (a stream sent chunk by chunk), the connection sends at once
+  again, for good.  An echo, which writes once per read, never holds anything;
+  what it pays for the test is a flag stored per read and per write.
 * **Closing.**  ``close()`` stops reading, lets the buffer drain, then calls
   ``connection_lost(None)`` once; ``abort()`` drops the buffer.  Errors close the
   transport with ``connection_lost(exc)``; errors that are not ``OSError`` (a
@@ -88,6 +99,10 @@ _send = backends.send
 # After this many writes to a transport whose connection is lost, each further
 # write logs a warning: the application is writing into the void.
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+
+# A connection that gathers its writes goes back to sending each at once after
+# this many turns in a row in which nothing joined the first write.
+_COALESCE_PATIENCE = 8
 
 # sendmsg() takes at most IOV_MAX buffers (1024 on Linux).
 _IOV_MAX = 1024
@@ -220,6 +235,13 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._read_size = self._min_read_size = SMALL_READ
             self._max_read_size = self.max_size
         self._empty_waiter = None
+        # Write coalescing (see "Coalescing" above): whether anything was
+        # written since the last read; whether writes are gathered (0 not
+        # yet, > 0 yes, counting down, -1 never again); whether the buffer
+        # is gathering now.
+        self._wrote_since_read = False
+        self._coalesce = 0
+        self._corked = False
         self._buffer: collections.deque[bytes | memoryview] = _NO_BUFFER
         self._buffer_size = 0
         self._closing = False  # close() or a fatal error happened
@@ -363,6 +385,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._read_size = self._max_read_size  # the peer is streaming: read more at a time
         elif size > self._min_read_size and len(data) < self._min_read_size:
             self._read_size = self._min_read_size
+        self._wrote_since_read = False
         try:
             self._protocol.data_received(data)
         except (SystemExit, KeyboardInterrupt):
@@ -393,6 +416,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         if not nbytes:
             self._read_eof()
             return
+        self._wrote_since_read = False
         try:
             protocol.buffer_updated(nbytes)
         except (SystemExit, KeyboardInterrupt):
@@ -443,28 +467,44 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
                 logger.warning("socket.send() raised exception.")
             self._conn_lost += 1
             return
+        rest: bytes | memoryview
         if not self._buffer:
-            try:
-                sent = _send(self._sock, data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on socket transport")
-                return
-            if type(data) is bytes:
-                if sent == len(data):
-                    return
-                rest: bytes | memoryview = memoryview(data)[sent:] if sent else data
+            if self._coalesce > 0 or (self._wrote_since_read and not self._coalesce):
+                # This connection writes in bursts: a second write came
+                # before the peer said anything (a response's headers, then
+                # its body).  Hold the burst's first write until the
+                # callbacks of this turn have run; _flush_corked, queued
+                # behind them, sends all that was written meanwhile in one
+                # send() or sendmsg().
+                if not self._coalesce:
+                    self._coalesce = _COALESCE_PATIENCE
+                rest = data if type(data) is bytes else memoryview(data).cast("B").tobytes()
+                self._buffer = collections.deque((rest,))
+                self._corked = True
+                self._loop.call_soon(self._flush_corked)
             else:
-                view = memoryview(data).cast("B")
-                if sent == len(view):
+                self._wrote_since_read = True
+                try:
+                    sent = _send(self._sock, data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal_error(exc, "Fatal write error on socket transport")
                     return
-                # Copied: the caller may reuse a bytearray once write() returns.
-                rest = view[sent:].tobytes()
-            self._loop.watch_writable(self._fd, self._write_ready)
-            self._buffer = collections.deque((rest,))
+                if type(data) is bytes:
+                    if sent == len(data):
+                        return
+                    rest = memoryview(data)[sent:] if sent else data
+                else:
+                    view = memoryview(data).cast("B")
+                    if sent == len(view):
+                        return
+                    # Copied: the caller may reuse a bytearray once write() returns.
+                    rest = view[sent:].tobytes()
+                self._loop.watch_writable(self._fd, self._write_ready)
+                self._buffer = collections.deque((rest,))
         else:
             if type(data) is bytes:
                 rest = data
@@ -472,8 +512,30 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
                 rest = memoryview(data).cast("B").tobytes()
             self._buffer.append(rest)
         self._buffer_size += len(rest)
-        if self._buffer_size > self._high_water and not self._protocol_paused:
-            self._maybe_pause_protocol()
+        if self._buffer_size > self._high_water:
+            if self._corked:
+                # Gathering stops at the high-water mark: past it the kernel
+                # is asked now, so the protocol is paused only if the kernel
+                # refuses, as with asyncio's transports.
+                self._flush_corked()
+            if self._buffer_size > self._high_water and not self._protocol_paused:
+                self._maybe_pause_protocol()
+
+    def _flush_corked(self) -> None:
+        if not self._corked:
+            return  # flushed early (the high-water mark), or the transport was aborted
+        self._corked = False
+        if not self._buffer:
+            return
+        if len(self._buffer) > 1:
+            self._coalesce = _COALESCE_PATIENCE
+        else:
+            # Nothing joined this write: after _COALESCE_PATIENCE such turns
+            # in a row the connection sends at once again, for good (-1).
+            self._coalesce -= 1
+            if not self._coalesce:
+                self._coalesce = -1
+        self._send_buffered(False)
 
     def writelines(self, list_of_data: Any) -> None:
         """Write every buffer of ``list_of_data``, as one ``write`` of their concatenation."""
@@ -484,8 +546,13 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self.write(b"".join(list_of_data))
 
     def _write_ready(self) -> None:
-        # The descriptor turned writable: hand the kernel as much of the buffer
-        # as it takes, in one system call.
+        # The descriptor turned writable.
+        self._send_buffered(True)
+
+    def _send_buffered(self, watched: bool) -> None:
+        # Hand the kernel as much of the buffer as it takes, in one system
+        # call; watch for writability while some is left (``watched``: the
+        # descriptor is watched already).
         buffer = self._buffer
         try:
             if len(buffer) == 1:
@@ -495,11 +562,14 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             else:
                 sent = self._sock.sendmsg(itertools.islice(buffer, _IOV_MAX))
         except (BlockingIOError, InterruptedError):
+            if not watched:
+                self._loop.watch_writable(self._fd, self._write_ready)
             return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.unwatch_writable(self._fd)
+            if watched:
+                self._loop.unwatch_writable(self._fd)
             self._buffer = _NO_BUFFER
             self._buffer_size = 0
             self._fatal_error(exc, "Fatal write error on socket transport")
@@ -521,7 +591,8 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         # new deque (it found the drained one empty).
         if not self._buffer:
             self._buffer = _NO_BUFFER  # see "What an idle connection costs"
-            self._loop.unwatch_writable(self._fd)
+            if watched:
+                self._loop.unwatch_writable(self._fd)
             if self._empty_waiter is not None:
                 self._wake_empty_waiter(None)
             if self._closing:
@@ -529,6 +600,8 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
                 self._call_connection_lost(None)
             elif self._eof:
                 self._sock.shutdown(socket.SHUT_WR)
+        elif not watched and not self._corked:
+            self._loop.watch_writable(self._fd, self._write_ready)
 
     def can_write_eof(self) -> bool:
         return True
@@ -614,6 +687,10 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
 
     def abort(self) -> None:
         """Close now, dropping anything still buffered."""
+        if self._corked:
+            # A held burst is what asyncio would have handed the kernel at
+            # write() time: offer it once (never waiting), then drop the rest.
+            self._flush_corked()
         self._force_close(None)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
@@ -628,6 +705,7 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         if self._buffer:
             self._buffer = _NO_BUFFER
             self._buffer_size = 0
+            self._corked = False
             self._loop.unwatch_writable(self._fd)
         if not self._closing:
             self._closing = True
