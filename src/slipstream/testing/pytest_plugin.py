@@ -52,7 +52,7 @@ _clock_key = pytest.StashKey[VirtualClock]()
 # The test being set up, run or torn down: a loop factory handed to
 # pytest-asyncio at collection time is called during its setup and needs
 # the clock of that test.
-_current_item: pytest.Item | None = None
+_current_item_key = pytest.StashKey["pytest.Item | None"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -73,12 +73,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item) -> Any:
-    global _current_item
-    _current_item = item
+    item.config.stash[_current_item_key] = item
     try:
         return (yield)
     finally:
-        _current_item = None
+        item.config.stash[_current_item_key] = None
 
 
 @pytest.fixture
@@ -116,10 +115,11 @@ def _marker_options(item: pytest.Item) -> dict[str, Any]:
     return dict(marker.kwargs)
 
 
-def _virtual_loop_for_current_test() -> asyncio.AbstractEventLoop:
-    if _current_item is None:
+def _virtual_loop_for_current_test(config: pytest.Config) -> asyncio.AbstractEventLoop:
+    item = config.stash.get(_current_item_key, None)
+    if item is None:
         raise RuntimeError("a virtual_time loop can only be made while a test runs")
-    return new_virtual_loop(clock=clock_for(_current_item))
+    return new_virtual_loop(clock=clock_for(item))
 
 
 class PytestAsyncioLoops:
@@ -134,7 +134,7 @@ class PytestAsyncioLoops:
         self, config: pytest.Config, item: pytest.Item
     ) -> Mapping[str, Callable[[], asyncio.AbstractEventLoop]]:
         if item.get_closest_marker(MARKER) is not None:
-            return {"slipstream-virtual": _virtual_loop_for_current_test}
+            return {"slipstream-virtual": functools.partial(_virtual_loop_for_current_test, config)}
         return {"slipstream": new_event_loop}
 
 
