@@ -37,7 +37,7 @@ def loop_kind() -> str:
 
 def write_tests(pytester: pytest.Pytester, body: str, **extra_files: str) -> None:
     # pytest-asyncio warns unless its fixture loop scope is set.
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\ntimeout = 30\n")
     pytester.makepyfile(test_inner=LOOP_CHECKS + textwrap.dedent(body))
     for name, text in extra_files.items():
         pytester.makepyfile(**{name: textwrap.dedent(text)})

@@ -318,3 +318,65 @@ def test_advance_from_another_thread_wakes_a_waiting_loop(run_virtual: RunVirtua
 
     assert run_virtual(main(), clock=clock) == 30.0
     mover.join()
+
+
+def test_wait_idle_lets_everything_due_run_before_the_clock_moves(
+    run_virtual: RunVirtual,
+) -> None:
+    async def main() -> list[list[tuple[str, float]]]:
+        loop = asyncio.get_running_loop()
+        clock: VirtualClock = loop.clock  # type: ignore[attr-defined]
+        seen: list[tuple[str, float]] = []
+        snapshots: list[list[tuple[str, float]]] = []
+
+        async def chain(name: str, delay: float) -> None:
+            # Several hops of tasks and futures between two sleeps: more than
+            # a sleep(0) or two would let through.
+            for _ in range(3):
+                await asyncio.sleep(delay)
+                inner = asyncio.create_task(asyncio.sleep(0, name))
+                seen.append((await asyncio.shield(inner), loop.time()))
+
+        tasks = [asyncio.create_task(chain("a", 1.0)), asyncio.create_task(chain("b", 2.0))]
+        await clock.wait_idle()
+        snapshots.append(list(seen))
+        clock.advance(2.0)
+        await clock.wait_idle()
+        snapshots.append(list(seen))
+        clock.advance(2.0)
+        await clock.wait_idle()
+        snapshots.append(list(seen))
+        for task in tasks:
+            task.cancel()
+        return snapshots
+
+    # With autojump off, nothing moves the clock but advance(); each
+    # wait_idle() returns when every task has reached its next sleep.
+    assert run_virtual(main(), autojump=False) == [
+        [],
+        [("a", 2.0), ("b", 2.0)],
+        [("a", 2.0), ("b", 2.0), ("a", 4.0), ("b", 4.0)],
+    ]
+
+
+def test_wait_idle_with_autojump_returns_before_the_jump(run_virtual: RunVirtual) -> None:
+    async def main() -> tuple[float, float]:
+        loop = asyncio.get_running_loop()
+        clock: VirtualClock = loop.clock  # type: ignore[attr-defined]
+        sleeper = asyncio.create_task(asyncio.sleep(50))
+        await clock.wait_idle()
+        idle_at = loop.time()
+        await sleeper
+        return idle_at, loop.time()
+
+    assert run_virtual(main()) == (0.0, 50.0)
+
+
+def test_wait_idle_on_another_loop_is_refused() -> None:
+    clock = VirtualClock()
+
+    async def main() -> None:
+        await clock.wait_idle()
+
+    with pytest.raises(RuntimeError, match="does not drive the running loop"):
+        asyncio.run(main())

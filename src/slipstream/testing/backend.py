@@ -10,6 +10,8 @@ instead of waiting:
 the loop asks               this backend
 ==========================  ================================================
 ``poll(0)`` (work ready)    peeks at real I/O, as any loop does
+any other, while a task is  wakes those tasks (the loop is idle: nothing is
+in ``clock.wait_idle()``    ready) and peeks, without waiting or jumping
 ``poll(None)`` (no timer)   waits for real I/O for as long as it takes
 ``poll(t)``, autojump on    peeks for ``autojump_threshold`` real seconds;
                             nothing came: the clock jumps ``t`` ahead, so
@@ -60,6 +62,9 @@ class VirtualTimeBackend:
         if timeout == 0.0:
             return self._real.poll(0.0)
         clock = self._clock
+        if clock.notify_idle():
+            # wait_idle() callers are ready to run now: peek, do not wait.
+            return self._real.poll(0.0)
         if timeout is None or not clock.autojump or self._real_work_pending():
             # Nothing to jump to, jumping is off, or a thread's result is on
             # its way: only real I/O or a wake-up can end this wait.

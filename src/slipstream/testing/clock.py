@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Callable
+from typing import Any
 
 
 class VirtualClock:
@@ -35,8 +36,10 @@ class VirtualClock:
         self._jumps = 0
         self._jumped = 0.0
         self._advanced = 0.0
-        # Set by the loop this clock drives: wakes its poll from any thread.
-        self._wake_loop: Callable[[], None] | None = None
+        # The loop this clock drives (advance() wakes it), and the futures of
+        # wait_idle() calls, resolved by the loop's next idle poll.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     def __repr__(self) -> str:
         return (
@@ -72,8 +75,27 @@ class VirtualClock:
             raise ValueError(f"time can only move forward, got advance({seconds!r})")
         self._now += seconds
         self._advanced += seconds
-        if self._wake_loop is not None:
-            self._wake_loop()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            # The turn is the point: a loop waiting in its poll looks at its
+            # timers again.
+            loop.call_soon_threadsafe(_nothing)
+
+    async def wait_idle(self) -> None:
+        """Return once the loop has nothing else to do, before the clock moves again.
+
+        "Nothing else to do": every other task and callback is waiting, for
+        a timer, for I/O or for each other.  With autojump off, a test
+        calls it after ``advance()`` to let everything that is now due run
+        to its next wait (trio's ``wait_all_tasks_blocked``); with autojump
+        on, it returns before the jump.
+        """
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            raise RuntimeError(f"{self!r} does not drive the running loop")
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._idle_waiters.append(waiter)
+        await waiter
 
     def statistics(self) -> dict[str, float]:
         """How the clock got here: ``time``, ``jumps``, seconds ``jumped`` and ``advanced``."""
@@ -86,21 +108,36 @@ class VirtualClock:
 
     # -- used by the loop that owns this clock (slipstream.testing.loop) ------
 
-    def attach(self, wake_loop: Callable[[], None]) -> None:
-        """Let :meth:`advance` wake a loop; a clock drives one loop at a time."""
-        if self._wake_loop is not None:
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Become the clock of ``loop``; a clock drives one loop at a time."""
+        if self._loop is not None:
             raise RuntimeError(f"{self!r} already drives a loop")
-        self._wake_loop = wake_loop
+        self._loop = loop
 
     def detach(self) -> None:
         """Forget the loop (it closed); the clock keeps its time and can drive another."""
-        self._wake_loop = None
+        self._loop = None
+        self._idle_waiters.clear()
+
+    def notify_idle(self) -> bool:
+        """The loop is idle: wake the :meth:`wait_idle` callers; False if there were none."""
+        if not self._idle_waiters:
+            return False
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        return True
 
     def jump(self, seconds: float) -> None:
         """An autojump: move ``seconds`` forward because the loop was idle."""
         self._now += seconds
         self._jumps += 1
         self._jumped += seconds
+
+
+def _nothing(*_: Any) -> None:
+    """The callback that wakes a loop after ``advance()``."""
 
 
 def _finite(value: float, name: str) -> float:

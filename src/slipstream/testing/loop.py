@@ -42,7 +42,7 @@ class VirtualEventLoop(EventLoop):
         real = backend if backend is not None else create_backend()
         super().__init__(VirtualTimeBackend(real, clock, self._has_executor_jobs))
         try:
-            clock.attach(self._wake_from_clock)
+            clock.attach(self)
         except BaseException:
             # The clock drives another loop: release this one's descriptors.
             super().close()
@@ -80,14 +80,6 @@ class VirtualEventLoop(EventLoop):
 
     def _executor_job_done(self, future: asyncio.Future[Any]) -> None:
         self._executor_jobs -= 1
-
-    def _wake_from_clock(self) -> None:
-        if not self.is_closed():
-            self.call_soon_threadsafe(_nothing)
-
-
-def _nothing() -> None:
-    """The callback that wakes a loop after ``clock.advance()``: the turn itself is the point."""
 
 
 def new_virtual_loop(

@@ -160,7 +160,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         # pytest-asyncio would run it on its own loop, in real time.
         pytest.fail(
             f"{item.nodeid} is marked {MARKER} and asyncio: pass --slipstream so that "
-            "pytest-asyncio runs it on a virtual loop",
+            "pytest-asyncio runs it on a virtual loop (pytest-asyncio 1.4 or later)",
             pytrace=False,
         )
 
