@@ -1,4 +1,4 @@
-"""docs/testing.md's worked example runs as written: its two files, in a real inner pytest run."""
+"""The worked examples of docs/testing.md and the README run as written, in inner pytest runs."""
 
 from __future__ import annotations
 
@@ -27,3 +27,15 @@ def test_the_worked_example_passes(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-v")
     result.assert_outcomes(passed=3)
     assert result.duration < 5.0  # an hour and a half of virtual time
+
+
+def test_the_readme_example_passes(pytester: pytest.Pytester) -> None:
+    readme = (DOC.parents[1] / "README.md").read_text()
+    (example,) = [
+        block for block in re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+        if "virtual_time" in block
+    ]
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\ntimeout = 30\n")
+    pytester.makepyfile(test_readme=example)
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
