@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 import time
+import warnings
 
 from .conftest import RunVirtual
 
@@ -171,3 +172,25 @@ def test_call_soon_threadsafe_arrives_at_the_current_virtual_time(
         return loop.time()
 
     assert run_virtual(main()) == 12.0
+
+
+def test_shutting_the_default_executor_down_waits_for_its_threads(
+    run_virtual: RunVirtual,
+) -> None:
+    finished = threading.Event()
+
+    def slow_job() -> None:
+        time.sleep(0.2)
+        finished.set()
+
+    async def main() -> float:
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(None, slow_job)
+        job.cancel()  # nobody waits for the job; the executor still must
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # "did not finish joining" would fail here
+            await loop.shutdown_default_executor(timeout=1.0)
+        return loop.time()
+
+    assert run_virtual(main()) == 0.0
+    assert finished.is_set()
