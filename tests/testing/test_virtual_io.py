@@ -16,6 +16,8 @@ import threading
 import time
 import warnings
 
+from slipstream.testing import VirtualEventLoop
+
 from .conftest import RunVirtual
 
 
@@ -185,6 +187,7 @@ def test_shutting_the_default_executor_down_waits_for_its_threads(
 
     async def main() -> float:
         loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualEventLoop)  # (its timeout is typed from 3.12 on)
         job = loop.run_in_executor(None, slow_job)
         job.cancel()  # nobody waits for the job; the executor still must
         with warnings.catch_warnings():
