@@ -52,7 +52,7 @@ cdef class Scheduler(HandleOwner):
     @cython.locals(ready=list, handle=Handle, args=tuple, done=Py_ssize_t)
     cdef _run_once(self)
 
-    @cython.locals(now=double, timeout=double, deadline=double, mask=int,
+    @cython.locals(now=double, real_now=double, timeout=double, deadline=double, mask=int,
                    timers=list, readers=dict, writers=dict, handle=Handle, timer=TimerHandle)
     cdef _gather(self, list ready)
 

@@ -509,11 +509,19 @@ class Scheduler(HandleOwner):
         # peek.  A zero-timeout poll is still a syscall (~0.3 µs, more than a
         # callback costs compiled), so while work keeps coming it is skipped if
         # the last poll is recent: I/O is still seen within _POLL_SKIP_WINDOW,
-        # and a stop() always gets its final peek, as asyncio promises.
-        if timeout != 0.0 or self._stopping or now - self._last_poll >= _POLL_SKIP_WINDOW:
+        # and a stop() always gets its final peek, as asyncio promises.  The
+        # window is real time whatever the loop's clock: a subclass's clock
+        # may stand still while callbacks run (a virtual clock does), and
+        # measured on it the window would never end and I/O would starve.
+        real_now = now if self._plain_clock else primitives.monotonic()
+        if timeout != 0.0 or self._stopping or real_now - self._last_poll >= _POLL_SKIP_WINDOW:
             events = self._backend.poll(None if timeout < 0.0 else timeout)
-            now = primitives.monotonic() if self._plain_clock else self.time()
-            self._last_poll = now
+            if self._plain_clock:
+                now = primitives.monotonic()
+                self._last_poll = now
+            else:
+                now = self.time()
+                self._last_poll = primitives.monotonic()
             if events:
                 readers = self._readers
                 writers = self._writers
