@@ -175,25 +175,21 @@ def count_instructions(*args: str) -> tuple[str, list[str]]:
     shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
     reason="valgrind is not installed",
 )
-def test_instruction_count_runs_under_callgrind() -> None:
-    title, (loop, count) = count_instructions(
-        "--loops", "py-epoll", "--only", "protocol.1k", "--seconds", "0.3"
-    )
-    assert title.startswith("echo Protocol 1k")
-    assert loop == "py-epoll"
-    assert int(count.replace(",", "")) > 0
-
-
-@pytest.mark.skipif(
-    shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
-    reason="valgrind is not installed",
+@pytest.mark.parametrize(
+    ("loop", "options", "title"),
+    [
+        # saturated: the reference server, 10 connections for a window
+        ("py-epoll", ("--only", "protocol.1k", "--seconds", "0.3"), "echo Protocol 1k, saturated"),
+        # lockstep: one connection, a fixed number of round trips
+        ("asyncio", ("--only", "sock.1k", "--trips", "20"), "echo sock_recv/sendall 1k, lockstep"),
+    ],
 )
-def test_lockstep_instruction_count_runs_under_callgrind() -> None:
-    title, (loop, count) = count_instructions(
-        "--loops", "asyncio", "--only", "sock.1k", "--trips", "20"
-    )
-    assert title.startswith("echo sock_recv/sendall 1k, lockstep")
-    assert loop == "asyncio"
+def test_instruction_count_runs_under_callgrind(
+    loop: str, options: tuple[str, ...], title: str
+) -> None:
+    printed_title, (printed_loop, count) = count_instructions("--loops", loop, *options)
+    assert printed_title.startswith(title)
+    assert printed_loop == loop
     assert int(count.replace(",", "")) > 0
 
 

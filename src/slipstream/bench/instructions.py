@@ -71,7 +71,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import micro
-from .jobs import ECHO_MODES, ECHO_SIZES, run_load_generator
+from .jobs import ECHO_MODES, ECHO_SIZES, load_spec, run_load_generator
 from .loops import C_REFERENCE, REFERENCES, available_loops
 from .processes import BenchError, Server, c_compiler_available, cores, run_child
 
@@ -118,15 +118,7 @@ def saturated(size: int, seconds: float, connections: int) -> Driver:
     """The load generator's echo, ``connections`` messages in flight, for ``seconds``."""
 
     def drive(server: Server) -> int:
-        spec = {
-            "host": "127.0.0.1",
-            "port": server.port,
-            "server_pid": server.pid,
-            "connections": connections,
-            "size": size,
-            "warmup": 0.0,
-            "duration": 1.0,
-        }
+        spec = load_spec(server, connections, size, warmup=0.0, duration=1.0)
         run_load_generator(spec, timeout=60)  # warm-up, not instrumented
         callgrind(["-i", "on", str(server.pid)])
         run_load_generator(dict(spec, duration=0.5), timeout=60)  # settle

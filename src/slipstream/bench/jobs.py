@@ -127,24 +127,36 @@ def run_load_generator(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
-def drive_load(
-    server: ServerProcess, settings: Settings, connections: int, size: int = 0, mode: str = "echo"
-) -> Measurement:
-    """Run the load generator against ``server``; req/s and server µs per round trip.
+def load_spec(
+    server: ServerProcess,
+    connections: int,
+    size: int,
+    warmup: float,
+    duration: float,
+    mode: str = "echo",
+) -> dict[str, Any]:
+    """What :func:`run_load_generator` is to do to ``server``.
 
     ``mode`` is the load generator's: ``echo`` (messages of ``size`` bytes) or
     ``http`` (keep-alive GET requests).
     """
-    spec = {
+    return {
         "host": "127.0.0.1",
         "port": server.port,
         "server_pid": server.pid,
         "connections": connections,
         "size": size,
-        "warmup": settings.warmup,
-        "duration": settings.duration,
+        "warmup": warmup,
+        "duration": duration,
         "mode": mode,
     }
+
+
+def drive_load(
+    server: ServerProcess, settings: Settings, connections: int, size: int = 0, mode: str = "echo"
+) -> Measurement:
+    """Run the load generator against ``server``; req/s and server µs per round trip."""
+    spec = load_spec(server, connections, size, settings.warmup, settings.duration, mode)
     timeout = settings.warmup + settings.duration + 30
     result = run_load_generator(spec, timeout)
     if "error" in result:
