@@ -20,9 +20,9 @@ import pytest
 
 from slipstream.bench import micro
 from slipstream.bench.instructions import wait_until_asleep
-from slipstream.bench.jobs import select_jobs
+from slipstream.bench.jobs import load_spec, select_jobs
 from slipstream.bench.loadgen import complete_response, http_request
-from slipstream.bench.processes import BenchError
+from slipstream.bench.processes import BenchError, run_child, start_server
 from slipstream.bench.report import reference_notes, speedup, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,20 @@ def test_http_responses_are_counted_whole() -> None:
         complete_response(response.replace(b"200 OK", b"404 Not Found"))
     with pytest.raises(RuntimeError, match="without Content-Length"):
         complete_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def test_python_load_generator_drives_a_web_server() -> None:
+    # The fallback without a C compiler: loadgen.py's HTTP mode against aiohttp on asyncio.
+    server = start_server("asyncio", "aiohttp")
+    try:
+        spec = load_spec(server, connections=4, size=0, warmup=0.1, duration=0.3, mode="http")
+        result = json.loads(run_child("slipstream.bench.loadgen", spec, None, timeout=30))
+        server.check_alive()
+    finally:
+        server.stop()
+    assert "error" not in result, result
+    assert result["requests"] > 0
+    assert result["server_cpu"] > 0
 
 
 def test_selectors_pick_jobs_by_dotted_parts() -> None:
