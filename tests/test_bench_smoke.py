@@ -19,7 +19,10 @@ from typing import Any
 import pytest
 
 from slipstream.bench import micro
-from slipstream.bench.jobs import select_jobs
+from slipstream.bench.instructions import wait_until_asleep
+from slipstream.bench.jobs import load_spec, select_jobs
+from slipstream.bench.loadgen import complete_response, http_request
+from slipstream.bench.processes import BenchError, run_child, start_server
 from slipstream.bench.report import reference_notes, speedup, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,6 +70,47 @@ def test_quick_echo_run_on_asyncio(tmp_path: Path) -> None:
     assert floor["median"] > 0
 
 
+def test_quick_web_run_serves_both_frameworks(tmp_path: Path) -> None:
+    document = run_bench(tmp_path, "--loops", "asyncio,slipstream", "--only", "web")
+    rows = {row["key"]: row for row in document["rows"]}
+    assert set(rows) == {
+        f"web.{name}.{metric}" for name in ("uvicorn", "aiohttp") for metric in ("rps", "cpu")
+    }
+    for row in rows.values():
+        for loop in ("asyncio", "slipstream"):
+            entry = row["loops"][loop]
+            assert entry["errors"] == [], entry
+            assert entry["median"] > 0
+
+
+def test_http_responses_are_counted_whole() -> None:
+    assert http_request(8080) == b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n"
+    response = b"HTTP/1.1 200 OK\r\nserver: x\r\nContent-Length: 13\r\n\r\nHello, World!"
+    assert complete_response(response) == len(response)
+    assert complete_response(response[:-1]) == 0  # the body is not all there
+    assert complete_response(response[:20]) == 0  # nor the head
+    lower = response.replace(b"Content-Length", b"content-length")
+    assert complete_response(bytearray(lower + b"HTTP/1.1")) == len(response)
+    with pytest.raises(RuntimeError, match=r"not an HTTP/1\.1 200"):
+        complete_response(response.replace(b"200 OK", b"404 Not Found"))
+    with pytest.raises(RuntimeError, match="without Content-Length"):
+        complete_response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+
+
+def test_python_load_generator_drives_a_web_server() -> None:
+    # The fallback without a C compiler: loadgen.py's HTTP mode against aiohttp on asyncio.
+    server = start_server("asyncio", "aiohttp")
+    try:
+        spec = load_spec(server, connections=4, size=0, warmup=0.1, duration=0.3, mode="http")
+        result = json.loads(run_child("slipstream.bench.loadgen", spec, None, timeout=30))
+        server.check_alive()
+    finally:
+        server.stop()
+    assert "error" not in result, result
+    assert result["requests"] > 0
+    assert result["server_cpu"] > 0
+
+
 def test_selectors_pick_jobs_by_dotted_parts() -> None:
     assert [job.key for job in select_jobs(["echo.1k"])] == [
         "echo.protocol.1k",
@@ -74,6 +118,7 @@ def test_selectors_pick_jobs_by_dotted_parts() -> None:
         "echo.sock.1k",
     ]
     assert [job.key for job in select_jobs(["micro", "http"])] == ["micro", "http"]
+    assert [job.key for job in select_jobs(["web"])] == ["web.uvicorn", "web.aiohttp"]
     with pytest.raises(ValueError, match="unknown benchmark nonsense"):
         select_jobs(["nonsense"])
 
@@ -144,13 +189,40 @@ def count_instructions(*args: str) -> tuple[str, list[str]]:
     shutil.which("valgrind") is None or shutil.which("callgrind_control") is None,
     reason="valgrind is not installed",
 )
-def test_instruction_count_runs_under_callgrind() -> None:
-    title, (loop, count) = count_instructions(
-        "--loops", "py-epoll", "--only", "protocol.1k", "--seconds", "0.3"
-    )
-    assert title.startswith("echo Protocol 1k")
-    assert loop == "py-epoll"
+@pytest.mark.parametrize(
+    ("loop", "options", "title"),
+    [
+        # saturated: the reference server, 10 connections for a window
+        ("py-epoll", ("--only", "protocol.1k", "--seconds", "0.3"), "echo Protocol 1k, saturated"),
+        # lockstep: one connection, a fixed number of round trips
+        ("asyncio", ("--only", "sock.1k", "--trips", "20"), "echo sock_recv/sendall 1k, lockstep"),
+    ],
+)
+def test_instruction_count_runs_under_callgrind(
+    loop: str, options: tuple[str, ...], title: str
+) -> None:
+    printed_title, (printed_loop, count) = count_instructions("--loops", loop, *options)
+    assert printed_title.startswith(title)
+    assert printed_loop == loop
     assert int(count.replace(",", "")) > 0
+
+
+def test_lockstep_waits_for_a_sleeping_server() -> None:
+    code = "import select, sys; e = select.epoll(); print(flush=True); e.poll(60)"
+    polling = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    busy = subprocess.Popen([sys.executable, "-c", "print(flush=True)\nwhile True: pass"],
+                            stdout=subprocess.PIPE)  # fmt: skip
+    try:
+        for process in (polling, busy):
+            assert process.stdout is not None
+            process.stdout.readline()  # started
+        wait_until_asleep(polling.pid, timeout=10)  # returns: asleep in epoll_wait
+        with pytest.raises(BenchError, match="did not go back to its poll"):
+            wait_until_asleep(busy.pid, timeout=0.3)
+    finally:
+        for process in (polling, busy):
+            process.kill()
+            process.wait()
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")

@@ -8,7 +8,11 @@
  * fallback (slipstream/bench/loadgen.py): `connections` sockets, one message of
  * `size` bytes in flight on each, level-triggered epoll.
  *
- * usage: c_loadgen PORT CONNECTIONS SIZE WARMUP DURATION SERVER_PID
+ * With MODE "http" (the bench's web rows) each connection is an HTTP/1.1 keep-alive
+ * client instead: the message is a GET request, and a round trip ends when the whole
+ * response (its head and a Content-Length body) has arrived; SIZE is ignored.
+ *
+ * usage: c_loadgen PORT CONNECTIONS SIZE WARMUP DURATION SERVER_PID [echo|http]
  * prints {"requests": N, "elapsed": S, "server_cpu": S, "client_cpu": S} or {"error": "..."}
  */
 #define _GNU_SOURCE
@@ -23,6 +27,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -33,6 +38,11 @@ static int fds[MAX_CONNS];
 static size_t expected[MAX_CONNS]; /* bytes of the echo still to read */
 static size_t unsent[MAX_CONNS];   /* bytes of the message still to send */
 static int waiting[MAX_CONNS];     /* registered for EPOLLOUT */
+
+/* HTTP mode: what has arrived of connection i's current response. */
+#define INBOX_SIZE 16384
+static char *inbox[MAX_CONNS];
+static size_t inbox_used[MAX_CONNS];
 
 static double now(void) {
     struct timespec ts;
@@ -91,17 +101,58 @@ static int send_rest(int ep, int i, const char *payload, size_t size) {
     return 0;
 }
 
+/* The byte count of the first complete HTTP response in connection i's inbox: 0 while it is
+ * incomplete, -1 (with *error set) if it is not a 200 response with a Content-Length body. */
+static long complete_response(int i, const char **error) {
+    char *head = inbox[i];
+    size_t used = inbox_used[i];
+    char *end = memmem(head, used, "\r\n\r\n", 4);
+    if (!end) {
+        if (used == INBOX_SIZE) *error = "response head larger than 16 KiB";
+        return used == INBOX_SIZE ? -1 : 0;
+    }
+    if (used < 12 || memcmp(head, "HTTP/1.1 200", 12) != 0) {
+        *error = "not an HTTP/1.1 200 response";
+        return -1;
+    }
+    size_t head_size = (size_t)(end - head) + 4;
+    long body = -1;
+    /* Header names are case-insensitive: look at the start of every line. */
+    for (char *line = memchr(head, '\n', head_size); line && line < end;
+         line = memchr(line + 1, '\n', head_size - (size_t)(line + 1 - head))) {
+        if (strncasecmp(line + 1, "content-length:", 15) == 0) {
+            body = strtol(line + 16, NULL, 10);
+            break;
+        }
+    }
+    if (body < 0 || head_size + (size_t)body > INBOX_SIZE) {
+        *error = "response without a Content-Length the inbox can hold";
+        return -1;
+    }
+    return used >= head_size + (size_t)body ? (long)(head_size + (size_t)body) : 0;
+}
+
 int main(int argc, char **argv) {
-    if (argc != 7) {
-        fprintf(stderr, "usage: %s PORT CONNECTIONS SIZE WARMUP DURATION SERVER_PID\n", argv[0]);
+    if (argc != 7 && argc != 8) {
+        fprintf(stderr, "usage: %s PORT CONNECTIONS SIZE WARMUP DURATION SERVER_PID [echo|http]\n",
+                argv[0]);
         return 2;
     }
     int port = atoi(argv[1]), count = atoi(argv[2]), pid = atoi(argv[6]);
+    int http = argc == 8 && strcmp(argv[7], "http") == 0;
     size_t size = (size_t)atol(argv[3]);
     double warmup = atof(argv[4]), duration = atof(argv[5]);
     if (count < 1 || count > MAX_CONNS) return 2;
-    char *payload = malloc(size);
-    memset(payload, 'x', size);
+    char request[128];
+    char *payload = request;
+    if (http) {
+        /* What wrk sends: a GET with only the Host header. */
+        size = (size_t)snprintf(request, sizeof request,
+                                "GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n", port);
+    } else {
+        payload = malloc(size);
+        memset(payload, 'x', size);
+    }
     static char buffer[65536];
     int ep = epoll_create1(0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
@@ -116,6 +167,7 @@ int main(int argc, char **argv) {
         epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev);
         expected[i] = size;
         unsent[i] = size;
+        if (http && !(inbox[i] = malloc(INBOX_SIZE))) return fail("malloc");
     }
     for (int i = 0; i < count; i++)
         if (send_rest(ep, i, payload, size) < 0) return fail("send");
@@ -148,7 +200,9 @@ int main(int argc, char **argv) {
         for (int k = 0; k < n; k++) {
             int i = (int)events[k].data.u32;
             if (events[k].events & EPOLLIN) {
-                ssize_t got = recv(fds[i], buffer, sizeof buffer, 0);
+                char *into = http ? inbox[i] + inbox_used[i] : buffer;
+                size_t room = http ? INBOX_SIZE - inbox_used[i] : sizeof buffer;
+                ssize_t got = recv(fds[i], into, room, 0);
                 if (got == 0) {
                     printf("{\"error\": \"the server closed a connection\"}\n");
                     return 0;
@@ -157,8 +211,25 @@ int main(int argc, char **argv) {
                     if (errno == EAGAIN) continue;
                     return fail("recv");
                 }
-                expected[i] -= (size_t)got;
-                if (expected[i]) continue;
+                if (http) {
+                    inbox_used[i] += (size_t)got;
+                    const char *error = NULL;
+                    long done = complete_response(i, &error);
+                    if (done < 0) {
+                        printf("{\"error\": \"%s\"}\n", error);
+                        return 0;
+                    }
+                    if (done == 0) continue;
+                    /* One request in flight: nothing may follow the response it answers. */
+                    if ((size_t)done != inbox_used[i]) {
+                        printf("{\"error\": \"bytes after a complete response\"}\n");
+                        return 0;
+                    }
+                    inbox_used[i] = 0;
+                } else {
+                    expected[i] -= (size_t)got;
+                    if (expected[i]) continue;
+                }
                 requests++;
                 expected[i] = size;
                 unsent[i] = size;

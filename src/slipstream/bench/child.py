@@ -3,7 +3,8 @@
 SPEC is a JSON object: ``{"task": "micro", "loop": L, "names": [...], "scale": S}``
 prints ``result {JSON}`` (ns/op per benchmark); ``{"task": "server", "loop": L,
 "kind": K, "mode": M, "target": N}`` runs a server from
-:mod:`slipstream.bench.servers` until terminated.  A fresh interpreter per
+:mod:`slipstream.bench.servers` (or, for the web rows,
+:mod:`slipstream.bench.web_servers`) until terminated.  A fresh interpreter per
 measurement keeps one loop's imports, caches and heap out of another's numbers.
 """
 
@@ -34,6 +35,11 @@ def main(argv: list[str]) -> int:
         # transports/allocator.py and docs/benchmarks.md, "The allocator").
         teach_allocator()
     factory = loop_factory(spec["loop"])
+    if spec["task"] == "server" and spec["kind"] == "uvicorn":
+        from .web_servers import run_uvicorn  # uvicorn is imported only where it serves
+
+        run_uvicorn(factory)  # uvicorn makes and runs the loop from the factory itself
+        return 0
     with asyncio.Runner(loop_factory=factory) as runner:
         if spec["task"] == "micro":
             results = runner.run(run_micro(list(spec["names"]), float(spec["scale"])))

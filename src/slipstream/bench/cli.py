@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -28,6 +29,9 @@ Benchmarks (--only takes these names or their dotted parts, e.g. echo.1k, echo.s
   echo.MODE.SIZE        echo server, 10 connections, one message in flight each;
                         MODE protocol|streams|sock, SIZE 1k|10k|100k (req/s, server µs/req)
   http                  HTTP/1.1 keep-alive hello world under wrk, 50 connections
+  web.uvicorn           uvicorn (httptools) serving a minimal ASGI hello, and aiohttp's
+  web.aiohttp           hello handler, under the C load generator's HTTP keep-alive mode,
+                        50 connections (req/s, server µs/req; needs uvicorn, httptools, aiohttp)
   scale                 10,000 idle connections: RSS per connection, accept rate
 """
 
@@ -204,8 +208,11 @@ def demo(argv: list[str]) -> int:
         "\n\033[1m==> a short benchmark (python -m slipstream bench for the full one)\033[0m",
         flush=True,
     )
+    rows = "micro,echo.protocol.1k,echo.streams.1k,echo.sock.1k"
+    if importlib.util.find_spec("uvicorn") and importlib.util.find_spec("httptools"):
+        rows += ",web.uvicorn"  # a framework users know; ~15 s more (the bench extra has it)
     bench_args = [
-        *("--only", "micro,echo.protocol.1k,echo.streams.1k,echo.sock.1k"),
+        *("--only", rows),
         *("--rounds", "2", "--duration", "0.7", "--warmup", "0.2", "--micro-scale", "0.25"),
         *argv,
     ]

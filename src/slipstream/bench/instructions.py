@@ -35,7 +35,19 @@ hold; rows whose path depends on timing do not.  A ``sock_recv`` made right
 after the reply was sent finds its next request already there only under
 callgrind, so slipstream, which waits at once on a socket its last read
 emptied (see ``sock_recv``), is counted on a path it rarely takes at full
-speed.  Hence the default rows: the Protocol echo.
+speed.  So the Protocol rows are counted that way (``--method saturated``).
+
+The streams and sock_* rows are counted in *lockstep* instead (``--method
+lockstep``, the default for them): one connection, a fixed number of round
+trips, and before each request the client waits until the server is asleep in
+its poll -- every one of its threads blocked, one of them in ``epoll_wait``
+(``/proc/PID/task/*/stat`` and ``wchan``).  Each round trip then takes the
+same path at any speed, under callgrind as at full speed on an idle server:
+wake up, read the request, answer it, find the socket empty, wait again.  It
+is a different path from the saturated one (every round trip pays for a whole
+poll, nothing is batched), so lockstep counts compare loops with each other,
+not with saturated counts; ``--method lockstep`` counts the Protocol rows that
+way too, for one table of all three modes.
 
 The micro-benchmarks need no such care: they do no I/O, so their path does not
 depend on speed.  Each runs twice in a child under callgrind, at two
@@ -47,28 +59,38 @@ creation of the loop cancel out.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from . import micro
-from .jobs import ECHO_MODES, ECHO_SIZES, run_load_generator
+from .jobs import ECHO_MODES, ECHO_SIZES, load_spec, run_load_generator
 from .loops import C_REFERENCE, REFERENCES, available_loops
-from .processes import BenchError, c_compiler_available, cores, run_child
+from .processes import BenchError, Server, c_compiler_available, cores, run_child
 
-DEFAULT_ROWS = ("protocol.1k", "protocol.10k")
+DEFAULT_ROWS = ("protocol.1k", "protocol.10k", "streams.1k", "sock.1k")
+METHODS = ("auto", "saturated", "lockstep")
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
+
+# Drives a server under callgrind (instrumentation off at first): warms it up,
+# switches instrumentation on, settles, zeroes the counters, measures, dumps;
+# returns the round trips of the measured part.
+Driver = Callable[[Server], int]
 
 
 def callgrind(arguments: list[str]) -> None:
     subprocess.run(["callgrind_control", *arguments], capture_output=True, check=False)
 
 
-def count(loop: str, mode: str, size: int, seconds: float, connections: int) -> tuple[int, int]:
-    """(round trips, user-space instructions) of ``loop``'s echo server in a measured window."""
+def count(loop: str, mode: str, drive: Driver) -> tuple[int, int]:
+    """(round trips, user-space instructions) of ``loop``'s echo server, measured by ``drive``."""
     from .processes import start_server  # imports slipstream: only when measuring
 
     with tempfile.TemporaryDirectory(prefix="slipstream-callgrind-") as directory:
@@ -81,31 +103,91 @@ def count(loop: str, mode: str, size: int, seconds: float, connections: int) -> 
         ]
         server = start_server(loop, "echo", mode, wrapper=wrapper)
         try:
-            spec = {
-                "host": "127.0.0.1",
-                "port": server.port,
-                "server_pid": server.pid,
-                "connections": connections,
-                "size": size,
-                "warmup": 0.0,
-                "duration": 1.0,
-            }
-            run_load_generator(spec, timeout=60)  # warm-up, not instrumented
-            callgrind(["-i", "on", str(server.pid)])
-            run_load_generator(dict(spec, duration=0.5), timeout=60)  # settle
-            callgrind(["-z", str(server.pid)])
-            result = run_load_generator(dict(spec, duration=seconds), timeout=seconds + 60)
-            callgrind(["-d", str(server.pid)])
+            requests = drive(server)
             server.check_alive()
         finally:
             server.stop()
-        if "error" in result:
-            raise BenchError(str(result["error"]))
         dumps = sorted(Path(directory).glob("callgrind.out*"))
         totals = [int(m.group(1)) for f in dumps if (m := _TOTALS.search(f.read_text()))]
         if not totals:
             raise BenchError("callgrind wrote no counts")
-        return int(result["requests"]), totals[-1]
+        return requests, totals[-1]
+
+
+def saturated(size: int, seconds: float, connections: int) -> Driver:
+    """The load generator's echo, ``connections`` messages in flight, for ``seconds``."""
+
+    def drive(server: Server) -> int:
+        spec = load_spec(server, connections, size, warmup=0.0, duration=1.0)
+        run_load_generator(spec, timeout=60)  # warm-up, not instrumented
+        callgrind(["-i", "on", str(server.pid)])
+        run_load_generator(dict(spec, duration=0.5), timeout=60)  # settle
+        callgrind(["-z", str(server.pid)])
+        result = run_load_generator(dict(spec, duration=seconds), timeout=seconds + 60)
+        callgrind(["-d", str(server.pid)])
+        if "error" in result:
+            raise BenchError(str(result["error"]))
+        return int(result["requests"])
+
+    return drive
+
+
+def lockstep(size: int, trips: int) -> Driver:
+    """``trips`` round trips on one connection, each sent once the server is asleep."""
+
+    def drive(server: Server) -> int:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            round_trips(conn, server.pid, size, max(10, trips // 4))  # warm-up, not instrumented
+            callgrind(["-i", "on", str(server.pid)])
+            round_trips(conn, server.pid, size, max(10, trips // 10))  # settle
+            callgrind(["-z", str(server.pid)])
+            round_trips(conn, server.pid, size, trips)
+            callgrind(["-d", str(server.pid)])
+        return trips
+
+    return drive
+
+
+def round_trips(conn: socket.socket, pid: int, size: int, trips: int) -> None:
+    """Echo ``trips`` messages of ``size`` bytes, one at a time, each to a sleeping server."""
+    message = b"x" * size
+    buffer = memoryview(bytearray(65536))
+    for _ in range(trips):
+        wait_until_asleep(pid)
+        conn.sendall(message)
+        left = size
+        while left > 0:
+            received = conn.recv_into(buffer)
+            if not received:
+                raise BenchError("the server closed the connection")
+            left -= received
+
+
+def wait_until_asleep(pid: int, timeout: float = 30.0) -> None:
+    """Return once every thread of ``pid`` is blocked and one is in ``epoll_wait`` (or a poll).
+
+    A thread's ``wchan`` names the kernel function it sleeps in
+    (``do_epoll_wait``; valgrind's other threads wait in a futex).  A kernel
+    that hides it shows ``0``: then every thread blocked has to do.
+    """
+    deadline = time.monotonic() + timeout
+    tasks = f"/proc/{pid}/task"
+    while time.monotonic() < deadline:
+        waits = []
+        for tid in os.listdir(tasks):
+            try:
+                with open(f"{tasks}/{tid}/stat") as stat:
+                    state = stat.read().rsplit(")", 1)[1].split()[0]
+                with open(f"{tasks}/{tid}/wchan") as wchan:
+                    waits.append(wchan.read() if state == "S" else "")
+            except FileNotFoundError:  # a thread that has just ended
+                continue
+        hidden = all(wait == "0" for wait in waits)
+        if all(waits) and (hidden or any("poll" in wait for wait in waits)):
+            return
+        time.sleep(0.00005)
+    raise BenchError(f"the server did not go back to its poll within {timeout:.0f} s")
 
 
 # The fraction of bench's operation counts for the smaller of the two runs of a
@@ -162,8 +244,20 @@ def main(argv: list[str]) -> int:
             f"(default {','.join(DEFAULT_ROWS)})"
         ),
     )
-    parser.add_argument("--seconds", type=float, default=3.0, help="measured window (3 s)")
-    parser.add_argument("--connections", type=int, default=10)
+    parser.add_argument(
+        "--method",
+        choices=METHODS,
+        default="auto",
+        help="saturated (10 connections), lockstep (one, each request to a sleeping server), or"
+        " auto: saturated for Protocol rows, lockstep for streams and sock (see the docstring)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="measured window, saturated (3 s)"
+    )
+    parser.add_argument("--connections", type=int, default=10, help="saturated: connections (10)")
+    parser.add_argument(
+        "--trips", type=int, default=1000, help="lockstep: measured round trips (1000)"
+    )
     parser.add_argument(
         "--micro-scale",
         type=float,
@@ -195,14 +289,24 @@ def main(argv: list[str]) -> int:
     width = max(len(loop) for loop in loops)
     _print_micro(micro_names, loops, width, args.micro_scale)
     for mode, size_name in rows:
-        print(f"echo {ECHO_MODES[mode]} {size_name}: instructions per round trip (user space)")
+        method = args.method
+        if method == "auto":
+            method = "saturated" if mode == "protocol" else "lockstep"
+        size = ECHO_SIZES[size_name]
+        drive = (
+            saturated(size, args.seconds, args.connections)
+            if method == "saturated"
+            else lockstep(size, args.trips)
+        )
+        print(
+            f"echo {ECHO_MODES[mode]} {size_name}, {method}: "
+            "instructions per round trip (user space)"
+        )
         for loop in loops:
             if loop in REFERENCES and mode != "protocol":
                 continue
             try:
-                requests, instructions = count(
-                    loop, mode, ECHO_SIZES[size_name], args.seconds, args.connections
-                )
+                requests, instructions = count(loop, mode, drive)
             except BenchError as exc:
                 print(f"  {loop:<{width}}  error: {exc}", flush=True)
                 continue

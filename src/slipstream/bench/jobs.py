@@ -15,7 +15,7 @@ import shutil
 import socket
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import micro
@@ -108,6 +108,7 @@ def run_load_generator(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
             str(spec[name])
             for name in ("port", "connections", "size", "warmup", "duration", "server_pid")
         ]
+        arguments.append(spec.get("mode", "echo"))
         try:
             done = subprocess.run(
                 [binary, *arguments],
@@ -126,17 +127,36 @@ def run_load_generator(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     return result
 
 
-def drive_echo(server: ServerProcess, size: int, settings: Settings) -> Measurement:
-    """Run the load generator against ``server``; req/s and server µs per round trip."""
-    spec = {
+def load_spec(
+    server: ServerProcess,
+    connections: int,
+    size: int,
+    warmup: float,
+    duration: float,
+    mode: str = "echo",
+) -> dict[str, Any]:
+    """What :func:`run_load_generator` is to do to ``server``.
+
+    ``mode`` is the load generator's: ``echo`` (messages of ``size`` bytes) or
+    ``http`` (keep-alive GET requests).
+    """
+    return {
         "host": "127.0.0.1",
         "port": server.port,
         "server_pid": server.pid,
-        "connections": settings.connections,
+        "connections": connections,
         "size": size,
-        "warmup": settings.warmup,
-        "duration": settings.duration,
+        "warmup": warmup,
+        "duration": duration,
+        "mode": mode,
     }
+
+
+def drive_load(
+    server: ServerProcess, settings: Settings, connections: int, size: int = 0, mode: str = "echo"
+) -> Measurement:
+    """Run the load generator against ``server``; req/s and server µs per round trip."""
+    spec = load_spec(server, connections, size, settings.warmup, settings.duration, mode)
     timeout = settings.warmup + settings.duration + 30
     result = run_load_generator(spec, timeout)
     if "error" in result:
@@ -154,15 +174,23 @@ def drive_echo(server: ServerProcess, size: int, settings: Settings) -> Measurem
     )
 
 
-def echo_job(mode: str, size_name: str) -> Job:
-    size = ECHO_SIZES[size_name]
-    prefix = f"echo.{mode}.{size_name}"
-    label = f"echo {ECHO_MODES[mode]} {size_name.replace('k', ' KiB')}"
+# (connections, message size, load generator mode) for a run's settings
+LoadSpec = Callable[[Settings], tuple[int, int, str]]
+
+
+def under_load(
+    prefix: str, label: str, group: str, start: Callable[[str], ServerProcess], load: LoadSpec
+) -> Job:
+    """A job that starts a server on the loop and drives it: req/s and server µs per request.
+
+    ``load(settings)`` is the load generator's (connections, message size, mode).
+    """
 
     def run(loop: str, settings: Settings) -> Measurement:
-        server = start_server(loop, "echo", mode)
+        server = start(loop)
         try:
-            measured = drive_echo(server, size, settings)
+            connections, size, mode = load(settings)
+            measured = drive_load(server, settings, connections, size, mode)
         finally:
             server.stop()
         return Measurement(
@@ -173,11 +201,42 @@ def echo_job(mode: str, size_name: str) -> Job:
         prefix,
         label,
         (
-            Metric(f"{prefix}.rps", "echo", label, "req/s", True),
-            Metric(f"{prefix}.cpu", "echo-cpu", label + " server CPU", "µs/req", False),
+            Metric(f"{prefix}.rps", group, label, "req/s", True),
+            Metric(f"{prefix}.cpu", f"{group}-cpu", label + " server CPU", "µs/req", False),
         ),
         run,
-        extra_loops=REFERENCES if mode == "protocol" else (),
+    )
+
+
+def echo_job(mode: str, size_name: str) -> Job:
+    size = ECHO_SIZES[size_name]
+    job = under_load(
+        f"echo.{mode}.{size_name}",
+        f"echo {ECHO_MODES[mode]} {size_name.replace('k', ' KiB')}",
+        "echo",
+        lambda loop: start_server(loop, "echo", mode),
+        lambda settings: (settings.connections, size, "echo"),
+    )
+    return replace(job, extra_loops=REFERENCES) if mode == "protocol" else job
+
+
+# --- web frameworks -----------------------------------------------------------------------------
+
+WEB_SERVERS = {"uvicorn": "uvicorn+httptools ASGI hello", "aiohttp": "aiohttp hello handler"}
+
+
+def web_job(name: str) -> Job:
+    """A web framework's hello server (``web_servers.py``) under the C load generator's HTTP mode.
+
+    ``http_connections`` keep-alive connections with one request in flight each,
+    as the wrk row has.
+    """
+    return under_load(
+        f"web.{name}",
+        f"{WEB_SERVERS[name]}, {Settings.http_connections} conns",
+        "web",
+        lambda loop: start_server(loop, name),
+        lambda settings: (settings.http_connections, 0, "http"),
     )
 
 
@@ -306,7 +365,7 @@ def all_jobs() -> list[Job]:
     """Every job, in the order of the table."""
     jobs = [MICRO_JOB]
     jobs += [echo_job(mode, size) for mode in ECHO_MODES for size in ECHO_SIZES]
-    jobs += [HTTP_JOB, SCALE_JOB]
+    jobs += [HTTP_JOB, *(web_job(name) for name in WEB_SERVERS), SCALE_JOB]
     return jobs
 
 
@@ -328,6 +387,6 @@ def select_jobs(only: list[str] | None) -> list[Job]:
     if unknown:
         raise ValueError(
             f"unknown benchmark {', '.join(unknown)} (try: micro, echo, "
-            "echo.protocol, echo.streams.1k, http, scale)"
+            "echo.protocol, echo.streams.1k, http, web, web.uvicorn, scale)"
         )
     return chosen

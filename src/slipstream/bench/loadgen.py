@@ -7,6 +7,10 @@ one preallocated receive buffer — no event loop, no allocation per message —
 it stays cheaper than any server it drives; it reports its own CPU use so the
 parent can show that it was not the bottleneck.
 
+With ``"mode": "http"`` each connection is an HTTP/1.1 keep-alive client
+instead (the web rows): the message is a GET request and a round trip ends
+when the whole response, head and Content-Length body, has arrived.
+
 After ``warmup`` seconds it samples its request count, its own CPU time and
 the server's CPU time (from ``/proc/PID``), runs ``duration`` seconds more and
 samples again; it prints the differences as one JSON line.
@@ -51,12 +55,38 @@ def own_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def http_request(port: int) -> bytes:
+    """The request of the HTTP mode: what wrk sends, a GET with only the Host header."""
+    return f"GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode()
+
+
+def complete_response(inbox: bytes | bytearray) -> int:
+    """The size of the complete HTTP response at the start of ``inbox``; 0 while incomplete.
+
+    Raises RuntimeError for what the web rows never expect: another status
+    than 200, or a body without Content-Length (chunked, or until close).
+    """
+    end = inbox.find(b"\r\n\r\n")
+    if end < 0:
+        return 0
+    if not inbox.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError("not an HTTP/1.1 200 response")
+    for line in bytes(inbox[:end]).split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            size = end + 4 + int(value)
+            return size if len(inbox) >= size else 0
+    raise RuntimeError("response without Content-Length")
+
+
 def run(spec: dict[str, Any]) -> dict[str, float]:
-    """Drive the echo server described by ``spec``; the measured window's totals."""
-    size = int(spec["size"])
+    """Drive the echo (or HTTP) server described by ``spec``; the measured window's totals."""
+    http = spec.get("mode", "echo") == "http"
     count = int(spec["connections"])
     server_pid = int(spec["server_pid"])
-    payload = b"x" * size
+    payload = http_request(int(spec["port"])) if http else b"x" * int(spec["size"])
+    size = len(payload)
+    inboxes: dict[int, bytearray] = {}
     buffer = bytearray(65536)
     view = memoryview(buffer)
     sockets = [socket.create_connection((spec["host"], spec["port"])) for _ in range(count)]
@@ -116,11 +146,21 @@ def run(spec: dict[str, Any]) -> dict[str, float]:
                 received = sock.recv_into(view)
                 if not received:
                     raise RuntimeError("the server closed a connection")
-                left = expected[fd] - received
-                if left > 0:
-                    expected[fd] = left
-                    continue
-                expected[fd] = size
+                if http:
+                    inbox = inboxes.setdefault(fd, bytearray())
+                    inbox += view[:received]
+                    done = complete_response(inbox)
+                    if not done:
+                        continue
+                    if done != len(inbox):  # one request in flight: nothing may follow
+                        raise RuntimeError("bytes after a complete response")
+                    inbox.clear()
+                else:
+                    left = expected[fd] - received
+                    if left > 0:
+                        expected[fd] = left
+                        continue
+                    expected[fd] = size
                 requests += 1
                 send_message(fd, sock, payload)
             elif mask & epollout:

@@ -159,8 +159,10 @@ class IdleProtocol(asyncio.Protocol):
 async def serve(kind: str, mode: str, target: int) -> None:
     """Run one server until the process is terminated.
 
-    ``kind`` is ``echo`` (with ``mode`` protocol, streams or sock), ``http`` or
-    ``scale`` (``target`` idle connections).
+    ``kind`` is ``echo`` (with ``mode`` protocol, streams or sock), ``http``,
+    ``aiohttp`` (see :mod:`~slipstream.bench.web_servers`) or ``scale``
+    (``target`` idle connections).  uvicorn makes its own loop, so it is not
+    started here but by :mod:`~slipstream.bench.child`.
     """
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(die_on_loop_error)
@@ -173,6 +175,11 @@ async def serve(kind: str, mode: str, target: int) -> None:
         return
     elif kind == "http":
         server = await loop.create_server(HttpHelloProtocol, "127.0.0.1", 0, backlog=1024)
+    elif kind == "aiohttp":
+        from .web_servers import serve_aiohttp  # aiohttp is imported only where it serves
+
+        await serve_aiohttp()
+        return
     elif kind == "scale":
         counter = IdleCounter(target)
         server = await loop.create_server(
@@ -185,13 +192,25 @@ async def serve(kind: str, mode: str, target: int) -> None:
     await asyncio.Event().wait()  # serve until terminated
 
 
-async def serve_with_sock_accept(loop: asyncio.AbstractEventLoop) -> None:
-    """The sock_* echo server: a ``sock_accept`` loop and one task per connection."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+def listening_socket(backlog: int) -> socket.socket:
+    """A non-blocking TCP socket listening on 127.0.0.1, on a free port.
+
+    Made with ``IPPROTO_TCP`` spelled out, as ``getaddrinfo`` gives it to
+    ``create_server(host, port)``: asyncio sets TCP_NODELAY on a connection only
+    when its socket says so, and with protocol 0 a response written as head
+    then body waits ~40 ms for the client's delayed ACK (Nagle).
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
+    listener.listen(backlog)
     listener.setblocking(False)
+    return listener
+
+
+async def serve_with_sock_accept(loop: asyncio.AbstractEventLoop) -> None:
+    """The sock_* echo server: a ``sock_accept`` loop and one task per connection."""
+    listener = listening_socket(128)
     announce(f"ready {listener.getsockname()[1]}")
     tasks: set[asyncio.Task[None]] = set()
     while True:
