@@ -5,15 +5,14 @@ subprocess twice: `python examples/X.py` uses asyncio's own loop, and
 `python -m slipstream examples/X.py` runs the same file on slipstream. The asyncio run
 must print the expected lines; the slipstream run must print exactly the same output.
 
-Two examples need more than a run to completion: ``db.py`` talks to the PostgreSQL
-server that ``scripts/test.sh`` starts (and must say clearly when it has none), and
-``webserver.py`` serves until a signal stops it; each has its own tests below, on
-both loops too.
+Three examples need more than a run to completion: ``db.py`` talks to the PostgreSQL
+server that ``scripts/test.sh`` starts (and must say clearly when it has none),
+``webserver.py`` serves until a signal stops it, and ``asgi_app.py`` is the application
+of the README's server commands; each has its own tests below, on both loops too.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import os
 import signal
@@ -24,9 +23,16 @@ from pathlib import Path
 
 import pytest
 
-import slipstream
 from tests.libraries.conftest import service_url
-from tests.servers.harness import ServerProcess, free_port, get_json
+from tests.servers.harness import (
+    ServerProcess,
+    free_port,
+    get_json,
+    gunicorn_command,
+    hypercorn_command,
+    loop_class_name,
+    uvicorn_command,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -118,7 +124,7 @@ def run_on_asyncio(name: str) -> Run:
 
 
 def test_every_example_is_tested() -> None:
-    tested_apart = ["db", "webserver"]  # by the tests at the end of this file
+    tested_apart = ["asgi_app", "db", "webserver"]  # by the tests at the end of this file
     assert sorted(path.stem for path in EXAMPLES.glob("*.py")) == sorted(NAMES + tested_apart)
 
 
@@ -171,9 +177,7 @@ def test_webserver_example_serves_until_a_signal(
     command = example_command("webserver", "--port", str(port), on_slipstream=loop == "slipstream")
     server = ServerProcess(command, tmp_path / "webserver.log")
     try:
-        answer = server.wait_until_serving(port)
-        loop_class = slipstream.EventLoop if loop == "slipstream" else asyncio.SelectorEventLoop
-        assert answer["loop"] == f"{loop_class.__module__}.{loop_class.__qualname__}"
+        assert server.wait_until_serving(port)["loop"] == loop_class_name(loop)
         assert get_json(port, "/hello/reader") == {"greeting": "Hello, reader!"}
         # SIGINT to the whole group, as Ctrl+C in a terminal; SIGTERM to the process.
         status = server.stop(signum, to_group=signum == signal.SIGINT)
@@ -187,3 +191,28 @@ def test_webserver_example_serves_until_a_signal(
         "stopping: requests in flight finish first",
         f"answered {output.count('GET /loop: 200') + 1} requests",
     ], output
+
+
+# One worker each: a worker that is still booting when Ctrl+C comes misses it (gunicorn's
+# handlers are still in place), so the test signals once the worker has answered.
+# tests/servers reaches every one of several workers first.
+ASGI_SERVERS = {
+    "uvicorn": uvicorn_command,
+    "gunicorn": gunicorn_command,
+    "hypercorn": hypercorn_command,
+}
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("server", sorted(ASGI_SERVERS))
+def test_asgi_app_example_under_the_readme_servers(loop: str, server: str, tmp_path: Path) -> None:
+    port = free_port()
+    command = ASGI_SERVERS[server](loop, port, "examples.asgi_app:app")
+    process = ServerProcess(command, tmp_path / "server.log")
+    try:
+        answer = process.wait_until_serving(port)
+        assert answer["loop"] == loop_class_name(loop)
+        assert answer["path"] == "/loop"
+        assert process.stop(signal.SIGINT, to_group=True) == 0, process.describe()
+    finally:
+        process.close()

@@ -9,22 +9,55 @@ running, so a signal sent then lands with that request in flight.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import slipstream
 from tests.servers.asgi_app import FIRST_LINE_LENGTH
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0  # seconds for a server to answer its first request (two workers, loaded CPU)
 STOP_TIMEOUT = 30.0  # seconds for a server to exit after the signal
 REQUEST_TIMEOUT = 10.0
+
+
+def loop_class_name(loop: str) -> str:
+    """What a handler reports running on ``loop`` ("asyncio": asyncio's own, or "slipstream")."""
+    cls = slipstream.EventLoop if loop == "slipstream" else asyncio.SelectorEventLoop
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+# The servers' command lines: on slipstream as the README gives them, on asyncio the same
+# server with asyncio's loop; each binds 127.0.0.1:port and serves ``app`` ("module:attr").
+
+
+def uvicorn_command(loop: str, port: int, app: str, *options: str) -> list[str]:
+    loop_option = "slipstream:new_event_loop" if loop == "slipstream" else "asyncio"
+    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+            "--loop", loop_option, *options]
+
+
+def gunicorn_command(loop: str, port: int, app: str, *options: str) -> list[str]:
+    worker = ("slipstream.servers.gunicorn.SlipstreamWorker" if loop == "slipstream"
+              else "tests.servers.reference_worker.AsyncioWorker")
+    # --no-control-socket: gunicorn's control socket is one path per user ($HOME/.gunicorn),
+    # which two servers at once would contend for.
+    return [sys.executable, "-m", "gunicorn", "-k", worker, "--no-control-socket",
+            "--bind", f"127.0.0.1:{port}", *options, app]
+
+
+def hypercorn_command(loop: str, port: int, app: str, *options: str) -> list[str]:
+    module = "slipstream.servers.hypercorn" if loop == "slipstream" else "hypercorn"
+    return [sys.executable, "-m", module, "--bind", f"127.0.0.1:{port}", *options, app]
 
 
 def free_port() -> int:

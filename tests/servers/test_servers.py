@@ -18,7 +18,6 @@ exit statuses are the servers' own contracts, measured on asyncio's loop
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 import time
@@ -28,24 +27,21 @@ from pathlib import Path
 
 import pytest
 
-import slipstream
 from tests.servers.asgi_app import LAST_LINE
-from tests.servers.harness import HeldRequest, ServerProcess, free_port, get_json
+from tests.servers.harness import (
+    HeldRequest,
+    ServerProcess,
+    free_port,
+    get_json,
+    gunicorn_command,
+    hypercorn_command,
+    loop_class_name,
+    uvicorn_command,
+)
 
-PYTHON = sys.executable
 APP = "tests.servers.asgi_app:app"
 LOOPS = ("asyncio", "slipstream")
 WORKERS_TIMEOUT = 60.0  # seconds to reach every worker: they may boot one after another
-
-
-def qualified_name(cls: type) -> str:
-    return f"{cls.__module__}.{cls.__qualname__}"
-
-
-EXPECTED_LOOP = {
-    "asyncio": qualified_name(asyncio.SelectorEventLoop),
-    "slipstream": qualified_name(slipstream.EventLoop),
-}
 
 
 @dataclass(frozen=True)
@@ -62,25 +58,19 @@ class ServerCase:
 
 
 def uvicorn(loop: str, port: int, *options: str) -> list[str]:
-    loop_option = "slipstream:new_event_loop" if loop == "slipstream" else "asyncio"
-    return [PYTHON, "-m", "uvicorn", APP, "--host", "127.0.0.1", "--port", str(port),
-            "--loop", loop_option, *options]
+    return uvicorn_command(loop, port, APP, *options)
 
 
 def gunicorn(loop: str, port: int) -> list[str]:
-    worker = ("slipstream.servers.gunicorn.SlipstreamWorker" if loop == "slipstream"
-              else "tests.servers.reference_worker.AsyncioWorker")
-    return [PYTHON, "-m", "gunicorn", "-k", worker, "--workers", "2",
-            "--bind", f"127.0.0.1:{port}", APP]
+    return gunicorn_command(loop, port, APP, "--workers", "2")
 
 
 def hypercorn(loop: str, port: int) -> list[str]:
-    module = "slipstream.servers.hypercorn" if loop == "slipstream" else "hypercorn"
-    return [PYTHON, "-m", module, "--bind", f"127.0.0.1:{port}", APP]
+    return hypercorn_command(loop, port, APP)
 
 
 def aiohttp(loop: str, port: int) -> list[str]:
-    return [PYTHON, "-m", "tests.servers.aiohttp_server", str(port), loop]
+    return [sys.executable, "-m", "tests.servers.aiohttp_server", str(port), loop]
 
 
 CASES = [
@@ -151,17 +141,17 @@ def test_serves_on_the_loop_and_shuts_down_gracefully(
     port = free_port()
     server = start_server(case.command(loop, port))
     first = server.wait_until_serving(port)
-    assert first["loop"] == EXPECTED_LOOP[loop], server.describe()
+    assert first["loop"] == loop_class_name(loop), server.describe()
 
     if case.workers:
         workers = reach_every_worker(server, port, case.workers)
-        assert set(workers.values()) == {EXPECTED_LOOP[loop]}, workers
+        assert set(workers.values()) == {loop_class_name(loop)}, workers
         assert server.process.pid not in workers, "the main process served, not a worker"
     else:
         assert first["pid"] == server.process.pid
 
     in_flight = HeldRequest(port, "/slow")
-    assert in_flight.handler["loop"] == EXPECTED_LOOP[loop]
+    assert in_flight.handler["loop"] == loop_class_name(loop)
     status = server.stop(signum, to_group=signum == signal.SIGINT)
     assert in_flight.finish() == LAST_LINE, server.describe()
     assert status == case.exit_status[signum], server.describe()
@@ -180,7 +170,7 @@ def test_uvicorn_reload_restarts_on_the_loop(
     port = free_port()
     server = start_server(uvicorn(loop, port, "--reload", "--reload-dir", str(watched)))
     before = server.wait_until_serving(port)
-    assert before["loop"] == EXPECTED_LOOP[loop]
+    assert before["loop"] == loop_class_name(loop)
     assert before["pid"] != server.process.pid  # the reloader supervises, a child serves
 
     deadline = time.monotonic() + 60
@@ -196,5 +186,5 @@ def test_uvicorn_reload_restarts_on_the_loop(
             after = get_json(port, "/loop")
         except (ConnectionError, TimeoutError):
             pass  # between the old server and the new one
-    assert after["loop"] == EXPECTED_LOOP[loop]
+    assert after["loop"] == loop_class_name(loop)
     assert server.stop(signal.SIGTERM, to_group=False) == 0, server.describe()
