@@ -65,8 +65,8 @@ def gunicorn(loop: str, port: int) -> list[str]:
     return gunicorn_command(loop, port, APP, "--workers", "2")
 
 
-def hypercorn(loop: str, port: int) -> list[str]:
-    return hypercorn_command(loop, port, APP)
+def hypercorn(loop: str, port: int, *options: str) -> list[str]:
+    return hypercorn_command(loop, port, APP, *options)
 
 
 def aiohttp(loop: str, port: int) -> list[str]:
@@ -82,6 +82,8 @@ CASES = [
     # Hypercorn's default: one worker process.  With more, its supervisor terminates the
     # workers still busy once the first has exited, cutting their requests (on any loop).
     ServerCase("hypercorn", hypercorn, 1, {signal.SIGTERM: 0, signal.SIGINT: 0}),
+    ServerCase("hypercorn --workers 0", lambda loop, port: hypercorn(loop, port, "--workers", "0"),
+               0, {signal.SIGTERM: 0, signal.SIGINT: 0}),
     ServerCase("aiohttp run_app", aiohttp, 0, {signal.SIGTERM: 0, signal.SIGINT: 0}),
 ]
 
