@@ -8,13 +8,21 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from .event_loop import EventLoop
+from .observe import inspector
 
 _T = TypeVar("_T")
 
 
 def new_event_loop() -> EventLoop:
-    """A new slipstream event loop (use as ``loop_factory``)."""
-    return EventLoop()
+    """A new slipstream event loop (use as ``loop_factory``).
+
+    With ``SLIPSTREAM_INSPECT=1`` in the environment the loop answers
+    ``python -m slipstream ps|pstree PID`` (see ``slipstream.observe.inspector``).
+    """
+    loop = EventLoop()
+    if inspector.inspection_requested():
+        inspector.watch_loop(loop)
+    return loop
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -29,11 +37,30 @@ def install() -> None:
     asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
-    """Run ``main`` on a new slipstream loop; the contract of :func:`asyncio.run`."""
-    if sys.version_info >= (3, 12):
-        return asyncio.run(main, debug=debug, loop_factory=new_event_loop)
-    if asyncio._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
-        return runner.run(main)
+def run(
+    main: Coroutine[Any, Any, _T], *, debug: bool | None = None, inspect: bool = False
+) -> _T:
+    """Run ``main`` on a new slipstream loop; the contract of :func:`asyncio.run`.
+
+    ``inspect=True`` lets ``python -m slipstream ps|pstree PID`` show the loop's tasks while
+    it runs (as ``SLIPSTREAM_INSPECT=1`` does); the inspection socket is gone when run returns.
+    """
+    made: list[EventLoop] = []
+
+    def loop_factory() -> EventLoop:
+        loop = new_event_loop()
+        made.append(loop)
+        if inspect:
+            inspector.watch_loop(loop)
+        return loop
+
+    try:
+        if sys.version_info >= (3, 12):
+            return asyncio.run(main, debug=debug, loop_factory=loop_factory)
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+        with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    finally:
+        for loop in made:
+            inspector.unwatch_loop(loop)
