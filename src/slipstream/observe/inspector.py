@@ -74,18 +74,21 @@ def inspection_requested() -> bool:
     return os.environ.get(ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def socket_dirs() -> list[Path]:
-    """Where an inspection socket may be, in the order a server chooses and a client looks."""
+def socket_dirs(uid: int | None = None) -> list[Path]:
+    """Where the inspection sockets of user ``uid`` (default: this one) may be, in the order a
+    server chooses and a client looks. ``$XDG_RUNTIME_DIR`` is this user's, so only then."""
+    own = os.getuid()
+    uid = own if uid is None else uid
     dirs = []
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    if os.path.isabs(runtime):
+    if uid == own and os.path.isabs(runtime):
         dirs.append(Path(runtime) / "slipstream")
-    dirs.append(Path(tempfile.gettempdir()) / f"slipstream-{os.getuid()}")
+    dirs.append(Path(tempfile.gettempdir()) / f"slipstream-{uid}")
     return dirs
 
 
 def socket_path(pid: int) -> Path:
-    """The socket a process with this pid listens on, once it is being inspected."""
+    """The socket this user's process ``pid`` listens on, once it is being inspected."""
     return socket_dirs()[0] / f"{pid}.sock"
 
 
@@ -182,6 +185,12 @@ class _Server:
                 "loops": [tree.to_dict() for tree in self._snapshot()],
             }
         conn.sendall(json.dumps(reply).encode() + b"\n")
+        # Closing with unread bytes would reset the connection and lose the reply: read what
+        # the client sent beyond the request line (a little) until it closes.
+        conn.shutdown(socket.SHUT_WR)
+        for _ in range(64):
+            if not conn.recv(4096):
+                break
 
 
 def _peer_uid(conn: socket.socket) -> int | None:
@@ -369,7 +378,12 @@ def fetch_task_trees(pid: int, *, timeout: float = CLIENT_TIMEOUT) -> list[TaskT
 
 
 def _existing_socket(pid: int) -> Path:
-    for directory in socket_dirs():
+    try:
+        owner: int | None = os.stat(f"/proc/{pid}").st_uid  # Linux: whose dir to look in
+    except OSError:
+        owner = None
+    dirs = socket_dirs(owner)
+    for directory in dirs:
         path = directory / f"{pid}.sock"
         try:
             os.stat(path)
@@ -383,7 +397,7 @@ def _existing_socket(pid: int) -> Path:
     raise NotInspectableError(
         f"process {pid} is not open to inspection: start it with "
         f"slipstream.run(..., inspect=True) or {ENV_VAR}=1 "
-        f"(looked for {' and '.join(str(d / f'{pid}.sock') for d in socket_dirs())})"
+        f"(looked for {' and '.join(str(d / f'{pid}.sock') for d in dirs)})"
     )
 
 

@@ -9,8 +9,10 @@
 - *who awaits whom* comes from the future a task waits on, which asyncio keeps in the task's
   ``_fut_waiter`` (the only way these Pythons expose it; 3.14 added ``_asyncio_awaited_by``):
   a task awaiting another task, a task awaiting a ``gather()`` (whose children asyncio keeps in
-  ``_children``), and a task that owns a ``TaskGroup`` (found among the locals of its suspended
-  frames; asyncio keeps its members in ``_tasks`` and its owner in ``_parent_task``).
+  ``_children``), and the task that owns a ``TaskGroup``: a member task carries the group's
+  ``_on_task_done`` among its done callbacks (``_callbacks``), and the group knows its owner
+  (``_parent_task``). Frames are never asked for their locals: on 3.11 and 3.12 that would
+  copy them into a dict the frame keeps, holding the program's objects alive.
 
 Those private names of asyncio are read in this module only, with ``getattr`` defaults, so a
 Python that renames one loses an edge of the tree, never the snapshot. Nothing here writes to
@@ -186,19 +188,15 @@ def dump_tasks(
     infos: dict[int, TaskInfo] = {}
     for task in tasks:
         is_running = task is running
-        # The frames of a task that is running in another thread are not read for locals
-        # (on 3.11 and 3.12 that would copy them into the frame's dict mid-step).
-        read_locals = not (is_running and source != "loop")
-        stack, leaf = _coroutine_stack(task.get_coro(), read_locals=read_locals)
-        for awaited, kind in _awaited_by_task(task, stack.frames, read_locals=read_locals):
-            if id(awaited) in awaiters and awaited is not task:
-                # One edge per pair: a TaskGroup's tasks are also reachable via `await`.
-                awaiters[id(awaited)].setdefault(id(task), kind)
+        stack, leaf = _coroutine_stack(task.get_coro())
+        for awaiter, awaited, kind in _await_edges(task):
+            if id(awaited) in awaiters and id(awaiter) in awaiters and awaited is not awaiter:
+                awaiters[id(awaited)].setdefault(id(awaiter), kind)
         infos[id(task)] = TaskInfo(
             task_id=id(task),
             name=task.get_name(),
             state="running" if is_running else "pending",
-            coroutine_stack=stack.locations,
+            coroutine_stack=stack,
             waiting_on=None if is_running else _describe(getattr(task, "_fut_waiter", leaf)),
             awaited_by=(),
         )
@@ -226,15 +224,8 @@ def _pending_tasks(loop: asyncio.AbstractEventLoop) -> list[asyncio.Task[Any]]:
     return sorted(asyncio.all_tasks(loop), key=id)
 
 
-@dataclass
-class _Stack:
-    frames: list[types.FrameType]
-    locations: tuple[CodeLocation, ...]
-
-
-def _coroutine_stack(coro: object, *, read_locals: bool) -> tuple[_Stack, object]:
+def _coroutine_stack(coro: object) -> tuple[tuple[CodeLocation, ...], object]:
     """The chain of awaits under ``coro`` and the object at its bottom (what it waits on)."""
-    frames: list[types.FrameType] = []
     locations: list[CodeLocation] = []
     current: object = coro
     while current is not None and len(locations) < MAX_STACK_DEPTH:
@@ -244,10 +235,8 @@ def _coroutine_stack(coro: object, *, read_locals: bool) -> tuple[_Stack, object
         code, frame, awaited = links
         lineno = frame.f_lineno if frame is not None else code.co_firstlineno
         locations.append(CodeLocation(code.co_qualname, code.co_filename, lineno or 0))
-        if frame is not None and read_locals:
-            frames.append(frame)
         current = awaited
-    return _Stack(frames, tuple(locations)), current
+    return tuple(locations), current
 
 
 def _await_links(obj: object) -> tuple[types.CodeType, types.FrameType | None, object] | None:
@@ -261,20 +250,22 @@ def _await_links(obj: object) -> tuple[types.CodeType, types.FrameType | None, o
     return None
 
 
-def _awaited_by_task(
-    task: asyncio.Task[Any], frames: list[types.FrameType], *, read_locals: bool
-) -> Iterator[tuple[asyncio.Future[Any], AwaitKind]]:
-    """The futures ``task`` waits for, each with how it waits."""
+Edge = tuple[asyncio.Future[Any], asyncio.Future[Any], AwaitKind]  # (awaiter, awaited, how)
+
+
+def _await_edges(task: asyncio.Task[Any]) -> Iterator[Edge]:
+    """The edges that ``task`` tells of: what it waits for, and the group that owns it."""
     waiter = getattr(task, "_fut_waiter", None)
     if isinstance(waiter, asyncio.Task):
-        yield waiter, "await"
+        yield task, waiter, "await"
     elif isinstance(waiter, asyncio.Future):
         for child in _gather_members(waiter, depth=0):
-            yield child, "gather"
-    if read_locals:
-        for group in _owned_task_groups(task, frames):
-            for member in getattr(group, "_tasks", ()):
-                yield member, "taskgroup"
+            yield task, child, "gather"
+    for callback, _context in getattr(task, "_callbacks", None) or ():
+        group = getattr(callback, "__self__", None)
+        owner = getattr(group, "_parent_task", None)
+        if isinstance(group, asyncio.TaskGroup) and isinstance(owner, asyncio.Task):
+            yield owner, task, "taskgroup"
 
 
 def _gather_members(fut: asyncio.Future[Any], *, depth: int) -> Iterator[asyncio.Future[Any]]:
@@ -287,23 +278,6 @@ def _gather_members(fut: asyncio.Future[Any], *, depth: int) -> Iterator[asyncio
             yield child
         elif isinstance(child, asyncio.Future):
             yield from _gather_members(child, depth=depth + 1)
-
-
-def _owned_task_groups(
-    task: asyncio.Task[Any], frames: list[types.FrameType]
-) -> Iterator[asyncio.TaskGroup]:
-    # A TaskGroup is held by a local of the frame that entered it (``async with ... as tg``)
-    # and, while it waits for its tasks, by ``self`` in its own __aexit__ frame.
-    seen: set[int] = set()
-    for frame in frames:
-        for value in frame.f_locals.values():
-            if (
-                isinstance(value, asyncio.TaskGroup)
-                and id(value) not in seen
-                and getattr(value, "_parent_task", None) is task
-            ):
-                seen.add(id(value))
-                yield value
 
 
 def _describe(waited: object) -> str | None:
