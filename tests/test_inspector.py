@@ -142,7 +142,11 @@ def slipstream_cli(*args: str) -> subprocess.CompletedProcess[str]:
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     return subprocess.run(
         [sys.executable, "-m", "slipstream", *args],
-        env=env, capture_output=True, text=True, timeout=60, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -163,9 +167,12 @@ def pstree_parents(output: str) -> dict[str, str | None]:
 
 EXPECTED_PARENTS = {
     "Task-1": None,
-    "worker-0": "Task-1", "worker-1": "Task-1",
-    "leaf-0.0": "worker-0", "leaf-0.1": "worker-0",
-    "leaf-1.0": "worker-1", "leaf-1.1": "worker-1",
+    "worker-0": "Task-1",
+    "worker-1": "Task-1",
+    "leaf-0.0": "worker-0",
+    "leaf-0.1": "worker-0",
+    "leaf-1.0": "worker-1",
+    "leaf-1.1": "worker-1",
 }
 
 

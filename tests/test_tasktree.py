@@ -79,7 +79,12 @@ def test_three_level_tree(run: Run[TaskTree]) -> None:
             assert leaf_task.waiting_on is not None and "Future pending" in leaf_task.waiting_on
     # Tree order: each task right before the subtree of what it awaits.
     assert [t.name for t in tree.tasks][1:] == [
-        "worker-0", "leaf-0.0", "leaf-0.1", "worker-1", "leaf-1.0", "leaf-1.1"
+        "worker-0",
+        "leaf-0.0",
+        "leaf-0.1",
+        "worker-1",
+        "leaf-1.0",
+        "leaf-1.1",
     ]
 
 
@@ -185,3 +190,26 @@ def test_pstree_refuses_a_cycle() -> None:
         render_pstree([tree])
     assert caught.value.cycle in (["a", "b", "a"], ["b", "a", "b"])
     assert len(render_ps([tree]).splitlines()) == 4  # ps shows every task regardless
+
+
+def test_a_chain_longer_than_the_recursion_limit(run: Run[TaskTree]) -> None:
+    depth = 1500
+
+    async def main() -> TaskTree:
+        bottom = asyncio.create_task(leaf(), name="chain-0")
+        chain = [bottom]
+        for i in range(1, depth):
+            chain.append(asyncio.create_task(_await(chain[-1]), name=f"chain-{i}"))
+        await asyncio.sleep(0.01)
+        tree = dump_tasks()
+        bottom.cancel()
+        await asyncio.gather(*chain, return_exceptions=True)
+        return tree
+
+    tree = run(main())
+    names = [t.name for t in tree.tasks]
+    assert names[1:3] == [f"chain-{depth - 1}", f"chain-{depth - 2}"] and names[-1] == "chain-0"
+    lines = render_pstree([tree]).splitlines()
+    # Task-1 (one frame), then per chain task a task line and its frame(s); the bottom sleeps.
+    assert sum("(T) chain-" in line for line in lines) == depth
+    assert lines[-1].lstrip().startswith("└──  sleep ")

@@ -200,9 +200,7 @@ def dump_tasks(
             waiting_on=None if is_running else _describe(getattr(task, "_fut_waiter", leaf)),
             awaited_by=(),
         )
-    linked = {
-        task_id: _with_awaiters(info, awaiters[task_id]) for task_id, info in infos.items()
-    }
+    linked = {task_id: _with_awaiters(info, awaiters[task_id]) for task_id, info in infos.items()}
     return TaskTree(
         pid=os.getpid(),
         thread_id=threading.get_native_id() if thread_id is None else thread_id,

@@ -37,66 +37,99 @@ def render_ps(trees: Sequence[TaskTree]) -> str:
     lines.append(_ps_row([title for title, _ in PS_COLUMNS]))
     lines.append("-" * (sum(width + 1 for _, width in PS_COLUMNS) + 4))
     for tree in trees:
+        by_id = {task.task_id: task for task in tree.tasks}
         for task in tree.tasks:
             stack = _innermost_first(task)
             if not task.awaited_by:
-                lines.append(_ps_row([str(tree.thread_id), hex(task.task_id), task.name, stack,
-                                      "", "", "0x0"]))
+                lines.append(
+                    _ps_row(
+                        [str(tree.thread_id), hex(task.task_id), task.name, stack, "", "", "0x0"]
+                    )
+                )
             for awaiter in task.awaited_by:
-                parent = tree.task(awaiter.task_id)
-                lines.append(_ps_row([str(tree.thread_id), hex(task.task_id), task.name, stack,
-                                      _innermost_first(parent), parent.name, hex(parent.task_id)]))
+                parent = by_id[awaiter.task_id]
+                lines.append(
+                    _ps_row(
+                        [
+                            str(tree.thread_id),
+                            hex(task.task_id),
+                            task.name,
+                            stack,
+                            _innermost_first(parent),
+                            parent.name,
+                            hex(parent.task_id),
+                        ]
+                    )
+                )
     return "\n".join(lines) + "\n"
 
 
 def render_pstree(trees: Sequence[TaskTree]) -> str:
     """Each root task with its coroutine stack (outermost first), the tasks it awaits nested
-    under its innermost frame; ``AwaitCycleError`` if tasks await each other in a cycle."""
+    under its innermost frame; ``AwaitCycleError`` if tasks await each other in a cycle.
+
+    A task awaited by several tasks is printed under each of them.
+    """
     lines: list[str] = []
     for tree in trees:
-        _check_acyclic(tree)
+        children = _children_index(tree)
+        _check_acyclic(tree, children)
         note = _snapshot_note(tree)
         if note:
             lines.append(note)
         if len(trees) > 1:
             lines.append(f"loop in thread {tree.thread_id} ({tree.loop}):")
-        roots = tree.roots()
-        for index, root in enumerate(roots):
-            _tree_lines(tree, root, "", index == len(roots) - 1, lines)
+        _tree_lines(tree.roots(), children, lines)
     return "\n".join(lines) + "\n" if lines else ""
 
 
-def _tree_lines(tree: TaskTree, task: TaskInfo, prefix: str, last: bool, out: list[str]) -> None:
-    out.append(f"{prefix}{'└── ' if last else '├── '}(T) {task.name}")
-    prefix += "    " if last else "│   "
-    # The frames form a single chain, so each sits alone (└──) under the one before it.
-    for frame in task.coroutine_stack:
-        out.append(f"{prefix}└──  {frame}")
-        prefix += "    "
-    children = tree.children(task.task_id)
-    for index, child in enumerate(children):
-        _tree_lines(tree, child, prefix, index == len(children) - 1, out)
+def _children_index(tree: TaskTree) -> dict[int, list[TaskInfo]]:
+    children: dict[int, list[TaskInfo]] = {task.task_id: [] for task in tree.tasks}
+    for task in tree.tasks:  # tree order, so each list is in the tree's sibling order
+        for awaiter in task.awaited_by:
+            children[awaiter.task_id].append(task)
+    return children
 
 
-def _check_acyclic(tree: TaskTree) -> None:
-    # Depth-first over awaiter -> awaited edges, colouring the path being walked.
-    on_path: list[int] = []
+def _tree_lines(
+    roots: Sequence[TaskInfo], children: dict[int, list[TaskInfo]], out: list[str]
+) -> None:
+    # Depth first with an explicit stack: a long chain of awaits must not hit the recursion
+    # limit. Each entry: the task, the prefix of its line, whether it is the last sibling.
+    pending = [(task, "", i == len(roots) - 1) for i, task in reversed(list(enumerate(roots)))]
+    while pending:
+        task, prefix, last = pending.pop()
+        out.append(f"{prefix}{'└── ' if last else '├── '}(T) {task.name}")
+        prefix += "    " if last else "│   "
+        # The frames form a single chain, so each sits alone (└──) under the one before it.
+        for frame in task.coroutine_stack:
+            out.append(f"{prefix}└──  {frame}")
+            prefix += "    "
+        kids = children[task.task_id]
+        last_index = len(kids) - 1
+        pending.extend((kid, prefix, i == last_index) for i, kid in reversed(list(enumerate(kids))))
+
+
+def _check_acyclic(tree: TaskTree, children: dict[int, list[TaskInfo]]) -> None:
+    # Iterative depth-first search over awaiter -> awaited edges; `on_path` is the current
+    # chain, so meeting one of its tasks again closes a cycle.
     done: set[int] = set()
-
-    def walk(task_id: int) -> None:
-        if task_id in done:
-            return
-        if task_id in on_path:
-            cycle = [*on_path[on_path.index(task_id) :], task_id]
-            raise AwaitCycleError([tree.task(i).name for i in cycle])
-        on_path.append(task_id)
-        for child in tree.children(task_id):
-            walk(child.task_id)
-        on_path.pop()
-        done.add(task_id)
-
-    for task in tree.tasks:
-        walk(task.task_id)
+    for start in tree.tasks:
+        if start.task_id in done:
+            continue
+        on_path: list[int] = [start.task_id]
+        iterators = [iter(children[start.task_id])]
+        while iterators:
+            child = next(iterators[-1], None)
+            if child is None:
+                done.add(on_path.pop())
+                iterators.pop()
+            elif child.task_id in on_path:
+                cycle = [*on_path[on_path.index(child.task_id) :], child.task_id]
+                raise AwaitCycleError([tree.task(i).name for i in cycle])
+            elif child.task_id not in done:
+                on_path.append(child.task_id)
+                iterators.append(iter(children[child.task_id]))
 
 
 def _innermost_first(task: TaskInfo) -> str:
