@@ -121,7 +121,10 @@ class Child:
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        assert line.startswith("ready "), (line, self.proc.stderr and self.proc.stderr.read())
+        if not line.startswith("ready "):
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=30)
+            raise AssertionError(f"the child did not start: {line!r}\n{err}")
         self.pid = int(line.split()[1])
 
     def stop(self) -> tuple[int, str]:
@@ -253,6 +256,8 @@ def test_other_users_are_refused(temp_root: Path) -> None:
     try:
         if os.getuid() != 0:
             # Not root: a process of another user (init) is refused before any socket is tried.
+            if os.stat("/proc/1").st_uid == os.getuid():
+                pytest.skip("no process of another user to try (pid 1 is this user's)")
             with pytest.raises(inspector.InspectionPermissionError):
                 inspector.fetch_task_trees(1)
             return
@@ -358,3 +363,23 @@ def test_private_dir_checks(tmp_path: Path) -> None:
     link.symlink_to(made)
     with pytest.raises(inspector.InspectionError, match="not a directory"):
         inspector.private_dir(link)
+
+
+def test_a_loop_that_is_not_running_is_read_as_it_stands(
+    temp_root: Path, loop_factory: Callable[[], asyncio.AbstractEventLoop]
+) -> None:
+    loop = loop_factory()
+    try:
+        inspector.watch_loop(loop)
+        task = loop.create_task(asyncio.sleep(3600), name="parked")
+        (tree,) = inspector.fetch_task_trees(os.getpid())
+        assert tree.source == "inspector-thread" and tree.note.startswith(
+            "the loop was not running"
+        )
+        assert [t.name for t in tree.tasks] == ["parked"]
+        task.cancel()
+        loop.run_until_complete(asyncio.gather(task, return_exceptions=True))
+    finally:
+        inspector.unwatch_loop(loop)
+        loop.close()
+    assert not inspector.socket_path(os.getpid()).exists()

@@ -279,7 +279,9 @@ def _snapshot_of(loop: asyncio.AbstractEventLoop, entry: _Watched) -> TaskTree:
     """The loop's tree, taken on its thread if it answers in time, else from this thread."""
     if not loop.is_running():
         tree = dump_tasks(loop, source="inspector-thread", thread_id=entry.native_id)
-        return dataclasses.replace(tree, note="the loop was not running")
+        return dataclasses.replace(
+            tree, note="the loop was not running; tasks were read from another thread"
+        )
     answered = threading.Event()
     result: list[TaskTree] = []
     abandoned = False
@@ -305,7 +307,8 @@ def _snapshot_of(loop: asyncio.AbstractEventLoop, entry: _Watched) -> TaskTree:
     return dataclasses.replace(
         tree,
         loop_thread_stack=_thread_stack(entry.thread_ident),
-        note=f"the loop did not run the snapshot callback within {LOOP_ANSWER_TIMEOUT:g} s",
+        note=f"the loop did not run the snapshot callback within {LOOP_ANSWER_TIMEOUT:g} s; "
+        "tasks were read from another thread while the loop ran on",
     )
 
 

@@ -142,12 +142,10 @@ def _ps_row(cells: list[str]) -> str:
 
 
 def _snapshot_note(tree: TaskTree) -> str:
-    """Two lines when the snapshot was not taken on the loop's thread, else ''."""
+    """One or two ``note:`` lines when the snapshot was not taken on the loop's thread, else ''."""
     if tree.source == "loop":
         return ""
-    where = tree.loop_thread_stack[-1] if tree.loop_thread_stack else None
-    return (
-        f"note: {tree.note or 'the loop did not answer'}; tasks were read from another thread "
-        "while the loop ran on\n"
-        f"note: the loop thread {tree.thread_id} is in {where if where else 'an unknown place'}"
-    )
+    lines = [f"note: {tree.note or 'tasks were read from another thread'}"]
+    if tree.loop_thread_stack:
+        lines.append(f"note: the loop thread {tree.thread_id} is in {tree.loop_thread_stack[-1]}")
+    return "\n".join(lines)
