@@ -383,3 +383,27 @@ def test_a_loop_that_is_not_running_is_read_as_it_stands(
         inspector.unwatch_loop(loop)
         loop.close()
     assert not inspector.socket_path(os.getpid()).exists()
+
+
+@pytest.mark.parametrize("setting", ["", "0"])
+def test_off_by_default_and_not_even_imported(temp_root: Path, setting: str) -> None:
+    program = (
+        "import asyncio, sys, slipstream\n"
+        "async def main():\n"
+        "    return 'slipstream.observe.inspector' in sys.modules\n"
+        "print(slipstream.run(main()))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    env[inspector.ENV_VAR] = setting
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    # With "0" the module is imported to read the setting, but no loop is watched.
+    assert done.stdout.split() == (["False"] if setting == "" else ["True"])
+    assert not list(temp_root.glob("slipstream-*"))

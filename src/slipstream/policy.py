@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from .event_loop import EventLoop
-from .observe import inspector
 
 _T = TypeVar("_T")
 
@@ -20,9 +20,23 @@ def new_event_loop() -> EventLoop:
     ``python -m slipstream ps|pstree PID`` (see ``slipstream.observe.inspector``).
     """
     loop = EventLoop()
-    if inspector.inspection_requested():
-        inspector.watch_loop(loop)
+    _watch_if_asked(loop, asked=False)
     return loop
+
+
+def _watch_if_asked(loop: EventLoop, *, asked: bool) -> bool:
+    """Watch ``loop`` for ``ps``/``pstree`` if ``asked`` or ``SLIPSTREAM_INSPECT`` says so.
+
+    The inspector is imported only then: a process that does not opt in pays nothing.
+    """
+    if not asked and not os.environ.get("SLIPSTREAM_INSPECT"):  # inspector.ENV_VAR
+        return False
+    from .observe import inspector
+
+    if not (asked or inspector.inspection_requested()):
+        return False
+    inspector.watch_loop(loop)
+    return True
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -45,13 +59,12 @@ def run(
     ``inspect=True`` lets ``python -m slipstream ps|pstree PID`` show the loop's tasks while
     it runs (as ``SLIPSTREAM_INSPECT=1`` does); the inspection socket is gone when run returns.
     """
-    made: list[EventLoop] = []
+    watched: list[EventLoop] = []
 
     def loop_factory() -> EventLoop:
-        loop = new_event_loop()
-        made.append(loop)
-        if inspect:
-            inspector.watch_loop(loop)
+        loop = EventLoop()
+        if _watch_if_asked(loop, asked=inspect):
+            watched.append(loop)
         return loop
 
     try:
@@ -62,5 +75,8 @@ def run(
         with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
             return runner.run(main)
     finally:
-        for loop in made:
-            inspector.unwatch_loop(loop)
+        if watched:
+            from .observe import inspector
+
+            for loop in watched:
+                inspector.unwatch_loop(loop)
