@@ -213,3 +213,25 @@ def test_a_chain_longer_than_the_recursion_limit(run: Run[TaskTree]) -> None:
     # Task-1 (one frame), then per chain task a task line and its frame(s); the bottom sleeps.
     assert sum("(T) chain-" in line for line in lines) == depth
     assert lines[-1].lstrip().startswith("└──  sleep ")
+
+
+def test_a_task_awaited_by_two_tasks(run: Run[TaskTree]) -> None:
+    async def main() -> TaskTree:
+        shared = asyncio.create_task(leaf(), name="shared")
+        first = asyncio.create_task(_await(shared), name="first")
+        second = asyncio.create_task(_await(shared), name="second")
+        await asyncio.sleep(0.01)
+        tree = dump_tasks()
+        shared.cancel()
+        await asyncio.gather(first, second, return_exceptions=True)
+        return tree
+
+    tree = run(main())
+    tasks = by_name(tree)
+    assert {a.task_id for a in tasks["shared"].awaited_by} == {
+        tasks["first"].task_id,
+        tasks["second"].task_id,
+    }
+    assert [t.name for t in tree.tasks].count("shared") == 1
+    assert render_pstree([tree]).count("(T) shared") == 2  # under each awaiter
+    assert sum(row[31:52].strip() == "shared" for row in render_ps([tree]).splitlines()) == 2
