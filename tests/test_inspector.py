@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
@@ -29,6 +30,7 @@ import pytest
 
 import slipstream
 from slipstream.observe import inspector
+from slipstream.observe.tasktree_text import render_pstree
 
 T = TypeVar("T")
 Run = Callable[[Coroutine[Any, Any, T]], T]
@@ -407,3 +409,45 @@ def test_off_by_default_and_not_even_imported(temp_root: Path, setting: str) -> 
     # With "0" the module is imported to read the setting, but no loop is watched.
     assert done.stdout.split() == (["False"] if setting == "" else ["True"])
     assert not list(temp_root.glob("slipstream-*"))
+
+
+def test_every_watched_loop_is_shown_with_its_thread(temp_root: Path, run: Run[None]) -> None:
+    started = concurrent.futures.Future[int]()
+    stop = concurrent.futures.Future[None]()
+
+    def other_thread() -> None:
+        async def parked() -> None:
+            loop = asyncio.get_running_loop()
+            inspector.watch_loop(loop)
+            try:
+                task = asyncio.create_task(asyncio.sleep(3600), name="in-thread")
+                started.set_result(threading.get_native_id())
+                await asyncio.wrap_future(stop)
+                task.cancel()
+            finally:
+                inspector.unwatch_loop(loop)
+
+        slipstream.run(parked())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        inspector.watch_loop(loop)
+        worker = threading.Thread(target=other_thread)
+        worker.start()
+        try:
+            other_id = await asyncio.wrap_future(started)
+            helper = asyncio.create_task(asyncio.sleep(3600), name="in-main")
+            trees = await asyncio.to_thread(inspector.fetch_task_trees, os.getpid())
+            by_thread = {t.thread_id: {task.name for task in t.tasks} for t in trees}
+            assert by_thread[threading.get_native_id()] >= {"in-main"}
+            assert "in-thread" in by_thread[other_id]
+            text = render_pstree(trees)
+            assert f"loop in thread {other_id} (slipstream.event_loop.EventLoop):" in text
+            helper.cancel()
+        finally:
+            stop.set_result(None)
+            await asyncio.to_thread(worker.join, 30)
+            inspector.unwatch_loop(loop)
+
+    run(main())
+    assert not inspector.socket_path(os.getpid()).exists()
