@@ -17,6 +17,7 @@ USAGE = """usage: python -m slipstream script.py [args...]
        python -m slipstream -m module [args...]
        python -m slipstream bench [options]    (side-by-side benchmarks; --help)
        python -m slipstream demo               (the examples, then a short benchmark)
+       python -m slipstream ps|pstree PID      (the tasks of a process that opted in to inspection)
 
 Runs an asyncio program with slipstream as its event loop."""
 
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         from .bench import cli
 
         return cli.main(args[1:]) if args[0] == "bench" else cli.demo(args[1:])
+    if args[0] in ("ps", "pstree"):
+        from .observe import taskcli
+
+        return taskcli.main(args)
     install()
     if args[0] == "-m":
         if len(args) < 2:

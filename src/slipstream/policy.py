@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -13,8 +14,29 @@ _T = TypeVar("_T")
 
 
 def new_event_loop() -> EventLoop:
-    """A new slipstream event loop (use as ``loop_factory``)."""
-    return EventLoop()
+    """A new slipstream event loop (use as ``loop_factory``).
+
+    With ``SLIPSTREAM_INSPECT=1`` in the environment the loop answers
+    ``python -m slipstream ps|pstree PID`` (see ``slipstream.observe.inspector``).
+    """
+    loop = EventLoop()
+    _watch_if_asked(loop, asked=False)
+    return loop
+
+
+def _watch_if_asked(loop: EventLoop, *, asked: bool) -> bool:
+    """Watch ``loop`` for ``ps``/``pstree`` if ``asked`` or ``SLIPSTREAM_INSPECT`` says so.
+
+    The inspector is imported only then: a process that does not opt in pays nothing.
+    """
+    if not asked and not os.environ.get("SLIPSTREAM_INSPECT"):  # inspector.ENV_VAR
+        return False
+    from .observe import inspector
+
+    if not (asked or inspector.inspection_requested()):
+        return False
+    inspector.watch_loop(loop)
+    return True
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
@@ -29,11 +51,32 @@ def install() -> None:
     asyncio.set_event_loop_policy(EventLoopPolicy())
 
 
-def run(main: Coroutine[Any, Any, _T], *, debug: bool | None = None) -> _T:
-    """Run ``main`` on a new slipstream loop; the contract of :func:`asyncio.run`."""
-    if sys.version_info >= (3, 12):
-        return asyncio.run(main, debug=debug, loop_factory=new_event_loop)
-    if asyncio._get_running_loop() is not None:
-        raise RuntimeError("asyncio.run() cannot be called from a running event loop")
-    with asyncio.Runner(debug=debug, loop_factory=new_event_loop) as runner:
-        return runner.run(main)
+def run(
+    main: Coroutine[Any, Any, _T], *, debug: bool | None = None, inspect: bool = False
+) -> _T:
+    """Run ``main`` on a new slipstream loop; the contract of :func:`asyncio.run`.
+
+    ``inspect=True`` lets ``python -m slipstream ps|pstree PID`` show the loop's tasks while
+    it runs (as ``SLIPSTREAM_INSPECT=1`` does); the inspection socket is gone when run returns.
+    """
+    watched: list[EventLoop] = []
+
+    def loop_factory() -> EventLoop:
+        loop = EventLoop()
+        if _watch_if_asked(loop, asked=inspect):
+            watched.append(loop)
+        return loop
+
+    try:
+        if sys.version_info >= (3, 12):
+            return asyncio.run(main, debug=debug, loop_factory=loop_factory)
+        if asyncio._get_running_loop() is not None:
+            raise RuntimeError("asyncio.run() cannot be called from a running event loop")
+        with asyncio.Runner(debug=debug, loop_factory=loop_factory) as runner:
+            return runner.run(main)
+    finally:
+        if watched:
+            from .observe import inspector
+
+            for loop in watched:
+                inspector.unwatch_loop(loop)

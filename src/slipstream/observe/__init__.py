@@ -1,0 +1,1 @@
+"""Seeing inside a running loop: each module of this package is one way of looking."""
