@@ -201,6 +201,52 @@ def test_half_close_keeps_the_other_direction_open(run: Run) -> None:
     run(main())
 
 
+def test_eof_received_returning_false_closes_the_transport(run: Run) -> None:
+    async def main() -> None:
+        server = await serve(eof_keeps_open=False)
+        transport, client = await connect(server)
+        transport.write(b"last words")
+        transport.write_eof()
+        peer = await server.accepted()
+        await peer.eof
+        assert peer.data == b"last words"
+        assert await peer.lost is None  # closed by the transport itself
+        assert peer.events == ["made", "eof", "lost"]
+        await client.eof  # and the client hears the close
+        transport.close()
+        assert await client.lost is None
+        await server.aclose()
+
+    run(main())
+
+
+def test_peer_reset_in_the_middle_of_a_write(run: Run) -> None:
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        errors: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: errors.append(context))
+        server = await serve()
+        transport, client = await connect(server)
+        peer = await server.accepted()
+        assert peer.transport is not None
+        transport.pause_reading()  # the client reads nothing: the server's writes back up
+        while peer.transport.get_write_buffer_size() == 0:
+            peer.transport.write(b"w" * 65536)
+            await asyncio.sleep(0)
+        sock = transport.get_extra_info("socket")
+        # SO_LINGER 0: the close sends a RST with the server's data unread.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        transport.abort()
+        await client.lost
+        exc = await asyncio.wait_for(peer.lost, 5)
+        assert isinstance(exc, (ConnectionResetError, BrokenPipeError)), exc
+        assert peer.transport.get_write_buffer_size() == 0
+        assert errors == []  # an OSError reaches the protocol, not the exception handler
+        await server.aclose()
+
+    run(main())
+
+
 def test_pause_and_resume_reading(run: Run) -> None:
     async def main() -> None:
         server = await serve()
