@@ -11,6 +11,7 @@ same result, same exception type and errno.
 from __future__ import annotations
 
 import errno
+import random
 import select
 import socket
 import struct
@@ -252,3 +253,23 @@ def test_epoll_wait_reports_what_epoll_poll_reports() -> None:
     finally:
         a.close()
         b.close()
+
+
+def test_short_and_long_reads_in_turn_keep_their_bytes(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    # Compiled, a short read is copied out of a cached buffer and a long one
+    # takes the buffer with it: every result must stay what it was when read.
+    a, b = pair
+    rng = random.Random(7)
+    kept = []
+    for size in [10, 5000, 4096, 4097, 1, 150_000, 3, 70_000, 2]:
+        payload = rng.randbytes(size)
+        b.sendall(payload)
+        got = b""
+        while len(got) < size:
+            select.select([a], [], [], 5)
+            got += backends.recv(a, 256 * 1024)
+        assert got == payload
+        kept.append((got, payload))
+    assert all(got == payload for got, payload in kept)

@@ -51,51 +51,68 @@ cdef extern from *:
 
     /* recv() into a new bytes object of at most size bytes.
 
-       Reads of up to 256 KiB land in one static buffer and are copied into a
-       bytes object of the size that came.  Allocating size bytes first and
-       shrinking them afterwards, as socket.recv() does, costs a 256 KiB
-       malloc() and a realloc() per read (~600 instructions, more than the
-       copy of a few KiB); uvloop copies out of one buffer the same way.  The
-       buffer can be static because the GIL is held from the system call to
-       the copy (a free-threaded build allocates per read instead). */
+       socket.recv(size) allocates size bytes, receives, then shrinks the
+       object to what came: a 256 KiB malloc() and a realloc() per read
+       (~600 instructions), which a 1 KiB message pays in full.  Here reads
+       of up to 256 KiB land in one cached 256 KiB bytes object that nobody
+       else holds.  A short read (at most SLIPSTREAM_RECV_COPY bytes) is
+       copied out into a bytes object of its size and the cache is kept, as
+       uvloop copies out of its read buffer; a long one is handed over
+       without a copy (shrunk to size, as recv() does) and the next read
+       makes a new cache.  Copying costs per byte and the allocation does
+       not, so the two meet at a few KiB.  The cache can be static because
+       the GIL is held from the system call to the hand-over; a
+       free-threaded build allocates per read instead. */
     #define SLIPSTREAM_RECV_BUFFER (256 * 1024)
+    #define SLIPSTREAM_RECV_COPY 4096
     #ifndef Py_GIL_DISABLED
-    static char slipstream_recv_buffer[SLIPSTREAM_RECV_BUFFER];
+    static PyObject *slipstream_recv_cache = NULL;
     #endif
 
     static PyObject *slipstream_recv_bytes(int fd, Py_ssize_t size) {
-        PyObject *data = NULL;
-        char *into;
+        PyObject *data;
         ssize_t n;
-        int error;
+        int error, cached = 0;
     #ifndef Py_GIL_DISABLED
         if (size <= SLIPSTREAM_RECV_BUFFER) {
-            into = slipstream_recv_buffer;
+            if (slipstream_recv_cache == NULL) {
+                slipstream_recv_cache = PyBytes_FromStringAndSize(NULL, SLIPSTREAM_RECV_BUFFER);
+                if (slipstream_recv_cache == NULL)
+                    return NULL;
+            }
+            data = slipstream_recv_cache;
+            cached = 1;
         } else
     #endif
         {
             data = PyBytes_FromStringAndSize(NULL, size);
             if (data == NULL)
                 return NULL;
-            into = PyBytes_AS_STRING(data);
         }
         for (;;) {
-            n = recv(fd, into, (size_t)size, 0);
+            n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
             if (n >= 0)
                 break;
             error = errno;
             if (error != EINTR) {
-                Py_XDECREF(data);
+                if (!cached)
+                    Py_DECREF(data);
                 return slipstream_errno_error(error);
             }
             if (PyErr_CheckSignals() < 0) {  /* PEP 475: a handler raised */
-                Py_XDECREF(data);
+                if (!cached)
+                    Py_DECREF(data);
                 return NULL;
             }
         }
-        if (data == NULL)
-            return PyBytes_FromStringAndSize(into, n);
-        if (n != size && _PyBytes_Resize(&data, n) < 0)
+    #ifndef Py_GIL_DISABLED
+        if (cached) {
+            if (n <= SLIPSTREAM_RECV_COPY)
+                return PyBytes_FromStringAndSize(PyBytes_AS_STRING(data), n);
+            slipstream_recv_cache = NULL;  /* handed over: the next read makes another */
+        }
+    #endif
+        if (n != PyBytes_GET_SIZE(data) && _PyBytes_Resize(&data, n) < 0)
             return NULL;
         return data;
     }
