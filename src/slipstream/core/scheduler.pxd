@@ -25,7 +25,8 @@ cdef class TurnCounters:
     cdef public Py_ssize_t idle_turns
     cdef public Py_ssize_t callbacks_run
     cdef public Py_ssize_t timers_cancelled
-    cdef public list lag_counts
+    # A C array compiled (an increment, no int objects); a list interpreted.
+    cdef Py_ssize_t lag_counts[32]
     cdef public double lag_max
     cdef public double lag_sum
     cdef public double poll_time
@@ -76,7 +77,7 @@ cdef class Scheduler(HandleOwner):
     cdef _run_once(self)
 
     @cython.locals(counters=TurnCounters, now=double, timeout=double, deadline=double, mask=int, stretch=double,
-                   started=double, lateness=double, bucket=Py_ssize_t,
+                   started=double, lateness=double, bucket=Py_ssize_t, first_when=double,
                    timers=list, readers=dict, writers=dict, handle=Handle, timer=TimerHandle)
     cdef _gather(self, list ready)
 

@@ -76,6 +76,7 @@ LAG_BUCKETS = 32
 """How many buckets the timer-lateness histogram has: bucket ``i`` counts lateness
 under ``2**i`` microseconds (and at least half that), the last one everything above."""
 _LAG_TOP_BUCKET = LAG_BUCKETS - 1
+_NO_LAG = (0,) * LAG_BUCKETS
 
 class TurnCounters:
     """The statistics the turn of the loop keeps (read through ``Scheduler.statistics()``).
@@ -98,7 +99,7 @@ class TurnCounters:
         self.idle_turns = 0
         self.callbacks_run = 0
         self.timers_cancelled = 0
-        self.lag_counts = [0] * LAG_BUCKETS
+        self.lag_counts = list(_NO_LAG)
         self.lag_max = 0.0
         self.lag_sum = 0.0
         self.poll_time = 0.0
@@ -191,7 +192,7 @@ class Scheduler(HandleOwner):
             self._timer_sequence,
             counters.timers_cancelled,
             self._timer_sequence - counters.timers_cancelled - pending,
-            tuple(counters.lag_counts),
+            tuple(self._counters.lag_counts),  # (through self: typed, compiled)
             counters.lag_max,
             counters.lag_sum,
             counters.run_time,
@@ -661,10 +662,13 @@ class Scheduler(HandleOwner):
                             ready.append(handle)
         if timers:
             deadline = now + self._clock_resolution
-            if counters is not None and timers[0][0] < deadline:
+            # (Read once into a C double, compiled: a comparison of the
+            # Python float with deadline would box deadline first.)
+            first_when = timers[0][0]
+            if counters is not None and first_when < deadline:
                 # One lateness per turn, the most overdue timer's (the heap
                 # pops it first): how late the loop came round to its timers.
-                lateness = now - timers[0][0]
+                lateness = now - first_when
                 counters.lag_sum += lateness
                 if lateness > counters.lag_max:
                     counters.lag_max = lateness

@@ -117,6 +117,8 @@ class BlockingWatchdog:
         while not self._stopped.wait(self._interval):
             loop = self._loop_ref()
             if loop is None or loop.is_closed():
+                if reported:  # the stalled callback ended the program's run
+                    self._report_end(time.monotonic() - since)
                 return
             current, handle = loop.current_callback()
             del loop
