@@ -192,7 +192,9 @@ class Scheduler(HandleOwner):
             self._timer_sequence,
             counters.timers_cancelled,
             self._timer_sequence - counters.timers_cancelled - pending,
-            tuple(self._counters.lag_counts),  # (through self: typed, compiled)
+            # Through self, not the local: so the compiled build knows the C
+            # array (None was ruled out just above).
+            tuple(self._counters.lag_counts),  # type: ignore[union-attr]
             counters.lag_max,
             counters.lag_sum,
             counters.run_time,
