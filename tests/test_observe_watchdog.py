@@ -152,3 +152,15 @@ def test_child_process_stall_is_reported(tmp_path: Path, build: str, how: str) -
     assert STALL_LINE in result.stderr
     assert "stuck_helper() at" in result.stderr and "main() at" in result.stderr
     assert result.stderr.count("Event loop unblocked after") == 1
+
+
+def test_a_stall_that_ends_the_program_still_gets_its_closing_line(tmp_path: Path) -> None:
+    script = tmp_path / "last.py"
+    last_act = "    await stuck_helper()\n"
+    tail = "    await asyncio.sleep(0.05)\n"
+    script.write_text(STALLING_SCRIPT.replace(last_act + tail, last_act))
+    assert last_act + "\n" in script.read_text()  # the stall is the run's last act
+    result = _run_child(["-m", "slipstream", "--blocking-ms", "100", str(script)], {})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Event loop blocked for") == 1, result.stderr
+    assert result.stderr.count("Event loop unblocked after") == 1, result.stderr

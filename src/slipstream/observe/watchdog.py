@@ -18,6 +18,7 @@ thread exists and the loop's turn skips the per-callback bookkeeping.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import inspect
 import logging
 import os
@@ -97,9 +98,14 @@ class BlockingWatchdog:
             target=self._watch, name="slipstream-blocking-watchdog", daemon=True
         )
         self._thread.start()
+        # A stall that ends the program (the loop closes, the interpreter
+        # exits) still gets its closing line: a daemon thread would be frozen
+        # before its next look.
+        atexit.register(self.stop)
 
     def stop(self) -> None:
         """Stop watching and wait for the thread to end."""
+        atexit.unregister(self.stop)
         self._stopped.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
@@ -114,7 +120,11 @@ class BlockingWatchdog:
         sequence = -1
         since = 0.0
         reported = False
-        while not self._stopped.wait(self._interval):
+        while True:
+            if self._stopped.wait(self._interval):
+                if reported:  # stopped (the program is exiting) during a stall
+                    self._report_end(time.monotonic() - since)
+                return
             loop = self._loop_ref()
             if loop is None or loop.is_closed():
                 if reported:  # the stalled callback ended the program's run
