@@ -250,3 +250,16 @@ def test_both_builds_count_the_same(tmp_path: Path, pure: str) -> None:
     assert 0.015 <= report["lag_max"] < 1.0
     assert report["stretch"] >= 0.025
     assert report["tasks"] == 1
+
+
+def test_the_bench_can_measure_with_metrics_off() -> None:
+    from slipstream.bench.loops import METRICS_OFF_LOOPS, is_available, loop_environment
+
+    assert METRICS_OFF_LOOPS == ("slipstream-nometrics", "slipstream-pure-nometrics")
+    assert all(is_available(name) for name in METRICS_OFF_LOOPS)
+    assert loop_environment("slipstream-nometrics") == {"SLIPSTREAM_METRICS": "0"}
+    assert loop_environment("slipstream-pure-nometrics") == {
+        "SLIPSTREAM_METRICS": "0",
+        "SLIPSTREAM_PURE": "1",
+    }
+    assert loop_environment("slipstream") == {}
