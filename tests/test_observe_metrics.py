@@ -263,3 +263,34 @@ def test_the_bench_can_measure_with_metrics_off() -> None:
         "SLIPSTREAM_PURE": "1",
     }
     assert loop_environment("slipstream") == {}
+
+
+def test_the_documented_aiohttp_handler_serves_the_text() -> None:
+    from aiohttp import ClientSession, web
+
+    from slipstream.observe import CONTENT_TYPE
+
+    async def metrics(request: web.Request) -> web.Response:  # as in docs/observability.md
+        text = render_prometheus(asyncio.get_running_loop().metrics())
+        return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
+
+    async def scenario() -> tuple[int, str, str]:
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        try:
+            async with ClientSession() as session:
+                async with session.get(f"http://127.0.0.1:{port}/metrics") as response:
+                    return response.status, response.headers["Content-Type"], await response.text()
+        finally:
+            await runner.cleanup()
+
+    status, content_type, text = slipstream.run(scenario())
+    assert status == 200
+    assert content_type == CONTENT_TYPE
+    assert "slipstream_loop_servers 1\n" in text
+    assert "slipstream_loop_transports 2\n" in text  # the request's two ends
