@@ -273,7 +273,7 @@ def test_the_documented_aiohttp_handler_serves_the_text() -> None:
     from slipstream.observe import CONTENT_TYPE
 
     async def metrics(request: web.Request) -> web.Response:  # as in docs/observability.md
-        text = render_prometheus(asyncio.get_running_loop().metrics())
+        text = render_prometheus(asyncio.get_running_loop().metrics())  # type: ignore[attr-defined]
         return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE})
 
     async def scenario() -> tuple[int, str, str]:
