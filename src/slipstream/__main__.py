@@ -12,14 +12,17 @@ import runpy
 import sys
 
 from . import install
+from .observe.watchdog import ENVIRONMENT_VARIABLE, check_blocking_ms
 
-USAGE = """usage: python -m slipstream script.py [args...]
-       python -m slipstream -m module [args...]
+USAGE = """usage: python -m slipstream [--blocking-ms N] script.py [args...]
+       python -m slipstream [--blocking-ms N] -m module [args...]
        python -m slipstream bench [options]    (side-by-side benchmarks; --help)
        python -m slipstream demo               (the examples, then a short benchmark)
        python -m slipstream ps|pstree PID      (the tasks of a process that opted in to inspection)
 
-Runs an asyncio program with slipstream as its event loop."""
+Runs an asyncio program with slipstream as its event loop.
+--blocking-ms N   report each callback that holds the loop over N ms, while it
+                  does (as SLIPSTREAM_BLOCKING_MS=N; see docs/observability.md)"""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
         from .observe import taskcli
 
         return taskcli.main(args)
+    if args[0] == "--blocking-ms":
+        if len(args) < 3:
+            print(USAGE, file=sys.stderr)
+            return 2
+        check_blocking_ms(float(args[1]))
+        # Through the environment, which every slipstream loop made in this
+        # process reads (install() makes them through new_event_loop).
+        os.environ[ENVIRONMENT_VARIABLE] = args[1]
+        args = args[2:]
     install()
     if args[0] == "-m":
         if len(args) < 2:

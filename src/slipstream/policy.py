@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from .event_loop import EventLoop
+from .observe import check_blocking_ms, watch_blocking
 
 _T = TypeVar("_T")
 
@@ -16,11 +18,27 @@ _T = TypeVar("_T")
 def new_event_loop() -> EventLoop:
     """A new slipstream event loop (use as ``loop_factory``).
 
-    With ``SLIPSTREAM_INSPECT=1`` in the environment the loop answers
-    ``python -m slipstream ps|pstree PID`` (see ``slipstream.observe.inspector``).
+    With ``SLIPSTREAM_BLOCKING_MS=N`` in the environment, the loop comes with
+    a blocked-loop watchdog (see :mod:`slipstream.observe`); with
+    ``SLIPSTREAM_INSPECT=1`` it answers ``python -m slipstream ps|pstree PID``
+    (see ``slipstream.observe.inspector``).
     """
     loop = EventLoop()
+    watch_blocking(loop)
     _watch_if_asked(loop, asked=False)
+    return loop
+
+
+def _new_watched_loop(blocking_ms: float) -> EventLoop:
+    loop = EventLoop()
+    watch_blocking(loop, blocking_ms)
+    return loop
+
+
+def _new_environment_watched_loop() -> EventLoop:
+    # What new_event_loop() makes, less the inspection (run() decides that).
+    loop = EventLoop()
+    watch_blocking(loop)
     return loop
 
 
@@ -52,17 +70,26 @@ def install() -> None:
 
 
 def run(
-    main: Coroutine[Any, Any, _T], *, debug: bool | None = None, inspect: bool = False
+    main: Coroutine[Any, Any, _T],
+    *,
+    debug: bool | None = None,
+    blocking_ms: float | None = None,
+    inspect: bool = False,
 ) -> _T:
     """Run ``main`` on a new slipstream loop; the contract of :func:`asyncio.run`.
 
+    ``blocking_ms=N`` reports every callback that holds the loop for more than
+    N milliseconds, while it does (see :mod:`slipstream.observe`).
     ``inspect=True`` lets ``python -m slipstream ps|pstree PID`` show the loop's tasks while
     it runs (as ``SLIPSTREAM_INSPECT=1`` does); the inspection socket is gone when run returns.
     """
+    make: Callable[[], EventLoop] = _new_environment_watched_loop
+    if blocking_ms is not None:
+        make = functools.partial(_new_watched_loop, check_blocking_ms(blocking_ms))
     watched: list[EventLoop] = []
 
     def loop_factory() -> EventLoop:
-        loop = EventLoop()
+        loop = make()
         if _watch_if_asked(loop, asked=inspect):
             watched.append(loop)
         return loop

@@ -14,7 +14,7 @@ from typing import Any
 from . import report
 from .child import FRESH_ALLOCATOR_VARIABLE
 from .jobs import Job, Settings, select_jobs
-from .loops import KNOWN_LOOPS, available_loops, is_available
+from .loops import KNOWN_LOOPS, METRICS_OFF_LOOPS, available_loops, is_available
 from .processes import c_compiler_available, cores
 from .runner import run_benchmarks
 
@@ -107,8 +107,9 @@ def choose_loops(spec: str | None) -> list[str]:
         return available_loops()
     loops = [name.strip() for name in spec.split(",") if name.strip()]
     for name in loops:
-        if name not in KNOWN_LOOPS:
-            raise ValueError(f"unknown loop {name!r} (known: {', '.join(KNOWN_LOOPS)})")
+        if name not in KNOWN_LOOPS + METRICS_OFF_LOOPS:
+            known = ", ".join(KNOWN_LOOPS + METRICS_OFF_LOOPS)
+            raise ValueError(f"unknown loop {name!r} (known: {known})")
     missing = [name for name in loops if not is_available(name)]
     if missing:
         print(

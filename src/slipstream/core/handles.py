@@ -18,6 +18,7 @@ frequent thing an event loop does.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import functools
 import inspect
@@ -122,6 +123,19 @@ def creation_stack() -> traceback.StackSummary:
     ):
         frame = frame.f_back
     return capture_stack(frame)
+
+
+def describe_handle(handle: Handle) -> str:
+    """What asyncio's log messages call ``handle``: its task if it runs a task's step.
+
+    A task schedules its steps as handles whose callback is bound to the task
+    (``__self__``); the debug-mode "Executing ... took" warning names the task
+    then, ``<Task pending name='...' coro=<...>>``, not the wrapper.
+    """
+    owner = getattr(handle._callback, "__self__", None)
+    if isinstance(owner, asyncio.Task):
+        return repr(owner)
+    return str(handle)
 
 
 class HandleOwner:

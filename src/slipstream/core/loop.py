@@ -235,6 +235,11 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         if ref is not None and ref() is owner:
             del self._fd_owners[fd]
 
+    def claimed_fd_owners(self) -> list[object]:
+        """The live owners (transports) of the descriptors claimed with :meth:`claim_fd`."""
+        owners = (ref() for ref in self._fd_owners.values())
+        return [owner for owner in owners if owner is not None]
+
     def check_fd_unowned(self, fd: int) -> None:
         """Raise RuntimeError if a transport that is not closing owns ``fd`` (see claim_fd)."""
         ref = self._fd_owners.get(fd)

@@ -46,6 +46,20 @@ cdef inline object run_in_context_with(object context, object callback, object a
         PyContext_Exit(context)
 
 
+cdef inline Py_ssize_t lag_bucket(double seconds) noexcept:
+    # int(seconds * 1e6).bit_length(), without making an int: the bucket i
+    # holds [2**(i-1), 2**i) microseconds.  At most 63 doublings.
+    cdef double micros = seconds * 1e6
+    cdef double bound = 1.0
+    cdef Py_ssize_t bucket = 0
+    if micros < 0.0:
+        micros = -micros
+    while micros >= bound and bucket < 63:
+        bound *= 2.0
+        bucket += 1
+    return bucket
+
+
 cdef inline void empty_list(list items) noexcept:
     # list.clear() frees the list's array, and the next append allocates one
     # again: once per turn of the loop for the ready queue.  Keep the array.

@@ -11,6 +11,9 @@ them as inline C functions that give the same results without a Python call:
 * ``run_in_context(context, callback)`` and ``run_in_context_with(context,
   callback, arg)`` are ``context.run(callback)`` and ``context.run(callback,
   arg)``: enter the context, call, leave it even if the call raised;
+* ``lag_bucket(seconds)`` is the bit length of the whole microseconds in
+  ``seconds``: 0 under 1 µs, 1 under 2 µs, 2 under 4 µs, ... (the index of
+  a power-of-two histogram bucket);
 * ``empty_list(items)`` is ``items.clear()``, but compiled it keeps the list's
   array for the next appends (the ready queue is emptied once per turn).
 
@@ -24,10 +27,22 @@ from __future__ import annotations
 import contextvars
 import time
 
-__all__ = ["copy_context", "empty_list", "monotonic", "run_in_context", "run_in_context_with"]
+__all__ = [
+    "copy_context",
+    "empty_list",
+    "lag_bucket",
+    "monotonic",
+    "run_in_context",
+    "run_in_context_with",
+]
 
 monotonic = time.monotonic
 copy_context = contextvars.copy_context
 run_in_context = contextvars.Context.run
 run_in_context_with = contextvars.Context.run
 empty_list = list.clear
+
+
+def lag_bucket(seconds: float) -> int:
+    """The bit length of ``seconds`` in whole microseconds (see the module docstring)."""
+    return int(seconds * 1e6).bit_length()

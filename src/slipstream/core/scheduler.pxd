@@ -8,6 +8,7 @@ from .handles cimport Handle, HandleOwner, TimerHandle
 from . cimport primitives
 
 # Module-level names the hot path calls: C variables instead of dict lookups.
+cdef object _SOURCE_FILE
 cdef object _context_run
 cdef object _heappush
 cdef object _heappop
@@ -15,6 +16,26 @@ cdef double _POLL_SKIP_WINDOW
 cdef Py_ssize_t _MIN_CANCELLED_TIMERS_TO_PURGE
 cdef int _READ_EVENTS
 cdef int _WRITE_EVENTS
+cdef Py_ssize_t _LAG_TOP_BUCKET
+
+
+cdef class TurnCounters:
+    # Public, so the interpreted statistics() and run bookkeeping read them too.
+    cdef public Py_ssize_t batches
+    cdef public Py_ssize_t idle_turns
+    cdef public Py_ssize_t callbacks_run
+    cdef public Py_ssize_t timers_cancelled
+    # A C array compiled (an increment, no int objects); a list interpreted.
+    cdef Py_ssize_t lag_counts[32]
+    cdef public double lag_max
+    cdef public double lag_sum
+    cdef public double poll_time
+    cdef public double run_time
+    cdef public double run_started
+    cdef public double last_poll_end
+    cdef public double longest_stretch
+    cdef public double slowest_callback
+    cdef public object slowest_callback_name
 
 
 cdef class Scheduler(HandleOwner):
@@ -42,6 +63,9 @@ cdef class Scheduler(HandleOwner):
     cdef object _wakeup_read
     cdef object _wakeup_write
 
+    cdef TurnCounters _counters
+    cdef Py_ssize_t _callback_sequence
+
     @cython.locals(handle=Handle)
     cdef Handle _schedule(self, object callback, tuple args, object context, str method)
 
@@ -49,18 +73,23 @@ cdef class Scheduler(HandleOwner):
     cdef TimerHandle _schedule_timer(self, object when, object callback, tuple args,
                                      object context, str method)
 
-    @cython.locals(ready=list, handle=Handle, args=tuple, done=Py_ssize_t)
+    @cython.locals(ready=list, handle=Handle, args=tuple, done=Py_ssize_t, counters=TurnCounters)
     cdef _run_once(self)
 
-    @cython.locals(now=double, real_now=double, timeout=double, deadline=double, mask=int,
+    @cython.locals(counters=TurnCounters, now=double, real_now=double, timeout=double, deadline=double, mask=int, stretch=double,
+                   started=double, lateness=double, bucket=Py_ssize_t, first_when=double,
                    timers=list, readers=dict, writers=dict, handle=Handle, timer=TimerHandle)
     cdef _gather(self, list ready)
 
+
+    @cython.locals(counters=TurnCounters)
     cdef _finish_batch(self, list batch, Py_ssize_t done)
 
-    @cython.locals(handle=Handle, started=double, elapsed=double, done=Py_ssize_t)
+    @cython.locals(handle=Handle, started=double, elapsed=double, done=Py_ssize_t, debug=bint,
+                   counters=TurnCounters)
     cdef _run_batch_debug(self, list batch)
 
+    @cython.locals(counters=TurnCounters)
     cdef _timer_cancelled(self)
 
     @cython.locals(timers=list)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import heapq
+import os
 import socket
 import threading
 import time
@@ -48,11 +49,13 @@ from typing import Any, TypeVar, TypeVarTuple
 from ..backends import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend
 from . import primitives
 from .errors import logger
-from .handles import Handle, HandleOwner, TimerHandle, creation_stack
+from .handles import Handle, HandleOwner, TimerHandle, creation_stack, describe_handle
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
 
+# This module's file: a frame of it shows the interpreted build at work.
+_SOURCE_FILE = __file__
 _context_run = contextvars.Context.run
 _heappush = heapq.heappush
 _heappop = heapq.heappop
@@ -68,6 +71,44 @@ _MIN_CANCELLED_TIMERS_TO_PURGE = 100
 # peeking at I/O.  Small enough to be invisible as latency, large enough to skip
 # most zero-timeout polls when callbacks are short.
 _POLL_SKIP_WINDOW = 50e-6
+
+LAG_BUCKETS = 32
+"""How many buckets the timer-lateness histogram has: bucket ``i`` counts lateness
+under ``2**i`` microseconds (and at least half that), the last one everything above."""
+_LAG_TOP_BUCKET = LAG_BUCKETS - 1
+_NO_LAG = (0,) * LAG_BUCKETS
+
+class TurnCounters:
+    """The statistics the turn of the loop keeps (read through ``Scheduler.statistics()``).
+
+    One object rather than attributes of the loop: interpreted, the loop's
+    instance dictionary stays small enough for CPython to share its keys
+    (past 30 names every attribute access of the loop gets slower);
+    compiled, this is a C struct the turn updates in place.  The loop holds
+    None instead when counting is off (``SLIPSTREAM_METRICS=0``).
+    """
+
+    __slots__ = (
+        "batches", "callbacks_run", "idle_turns", "lag_counts", "lag_max", "lag_sum",
+        "last_poll_end", "longest_stretch", "poll_time", "run_started", "run_time",
+        "slowest_callback", "slowest_callback_name", "timers_cancelled",
+    )
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.idle_turns = 0
+        self.callbacks_run = 0
+        self.timers_cancelled = 0
+        self.lag_counts = list(_NO_LAG)
+        self.lag_max = 0.0
+        self.lag_sum = 0.0
+        self.poll_time = 0.0
+        self.run_time = 0.0
+        self.run_started = 0.0
+        self.last_poll_end = 0.0
+        self.longest_stretch = 0.0
+        self.slowest_callback = 0.0
+        self.slowest_callback_name = ""
 
 
 class Scheduler(HandleOwner):
@@ -102,6 +143,12 @@ class Scheduler(HandleOwner):
         self._plain_clock = type(self).time is Scheduler.time
         self._last_poll = 0.0
         self._stopping = False
+        # Metrics are on unless SLIPSTREAM_METRICS=0 (docs/observability.md
+        # gives what they cost, in instructions).
+        self._counters: TurnCounters | None = (
+            None if os.environ.get("SLIPSTREAM_METRICS", "") == "0" else TurnCounters()
+        )
+        self._callback_sequence = 0
         self._thread_id: int | None = None
         self._debug = False
         self._current_handle: Handle | None = None
@@ -113,6 +160,67 @@ class Scheduler(HandleOwner):
         self._wakeup_write.setblocking(False)
         self._closed = False
         self.watch_readable(self._wakeup_read.fileno(), self._drain_wakeup)
+
+    # -- statistics -------------------------------------------------------------
+    # Counted where the loop already is: integers bumped once per batch or per
+    # timer, and times taken from the clock reads a polling turn does anyway, so
+    # that they can always be on.  Reading them is statistics(); making sense of
+    # them (percentiles, rates, deltas) is slipstream.observe's job.
+
+    def statistics(self) -> tuple[Any, ...] | None:
+        """The loop's raw counters for :mod:`slipstream.observe`; None if it does not count.
+
+        A flat tuple, in this order: turns, callbacks run, timers scheduled,
+        timers cancelled while pending, timers fired (taken from the heap as
+        due), the timer-lateness histogram (a tuple of :data:`LAG_BUCKETS`
+        counts: one sample per turn that had timers due, its most overdue
+        timer's lateness), the largest lateness and the sum of all (seconds),
+        seconds run (inside ``run_forever``), seconds spent in the poller, the
+        loop time the current run started at (0.0 if not running), the longest
+        stretch between two polls (seconds: callbacks held the loop), and the
+        slowest single callback, seconds and description (debug mode only:
+        that is where each callback is timed).  Counts are since the loop was
+        made.
+        """
+        counters = self._counters
+        if counters is None:
+            return None
+        pending = len(self._timers) - self._cancelled_timers
+        return (
+            counters.batches + counters.idle_turns,
+            counters.callbacks_run,
+            self._timer_sequence,
+            counters.timers_cancelled,
+            self._timer_sequence - counters.timers_cancelled - pending,
+            # Through self, not the local: so the compiled build knows the C
+            # array (None was ruled out just above).
+            tuple(self._counters.lag_counts),  # type: ignore[union-attr]
+            counters.lag_max,
+            counters.lag_sum,
+            counters.run_time,
+            counters.poll_time,
+            counters.run_started if self._thread_id is not None else 0.0,
+            counters.longest_stretch,
+            counters.slowest_callback,
+            counters.slowest_callback_name,
+        )
+
+    def watch_callbacks(self, enabled: bool) -> None:
+        """Number every callback as it starts, for a watchdog thread (see :meth:`current_callback`).
+
+        Off by default: then the turn runs its batch without this bookkeeping.
+        """
+        self._callback_sequence = 1 if enabled else 0
+
+    def current_callback(self) -> tuple[int, Handle | None]:
+        """``(sequence number, handle)`` of the running callback; the handle is None between them.
+
+        The number grows by one per callback started while :meth:`watch_callbacks`
+        is on (0 while it is off); another thread may read this (a watchdog): if
+        it sees the same number and a handle twice, the loop has been inside
+        that one callback all the while.
+        """
+        return self._callback_sequence, self._current_handle
 
     # Provided by the classes the loop is composed of (ErrorReporting); declared
     # here so the scheduler can be compiled and type-checked on its own.
@@ -171,9 +279,12 @@ class Scheduler(HandleOwner):
         factory = self._task_factory
         if factory is None:
             task: asyncio.Task[_T] = asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
-            # A task made in debug mode records where; drop this frame.
-            if task._source_traceback:  # type: ignore[attr-defined]
-                del task._source_traceback[-1]  # type: ignore[attr-defined]
+            # A task made in debug mode records where; drop this method's
+            # frame, as asyncio drops its create_task's.  Compiled, this
+            # method has no frame, and the last one is the caller's own.
+            recorded = task._source_traceback  # type: ignore[attr-defined]
+            if recorded and recorded[-1].filename == _SOURCE_FILE:
+                del recorded[-1]
             return task
         if context is None:
             task = factory(self, coro)
@@ -307,6 +418,9 @@ class Scheduler(HandleOwner):
     def _timer_cancelled(self) -> None:
         # What our TimerHandle.cancel() calls (as C when compiled: HandleOwner).
         self._cancelled_timers += 1
+        counters = self._counters
+        if counters is not None:
+            counters.timers_cancelled += 1
         # Purged here, not only at the next turn: code that arms and cancels
         # many timers between two turns (a timeout per request, handled
         # without yielding) would otherwise keep every cancelled handle, its
@@ -428,6 +542,11 @@ class Scheduler(HandleOwner):
         # (CPython's test_sendfile checks a transport noticed its peer's
         # reset that way).  Only turns within a run may skip the peek.
         self._last_poll = 0.0
+        counters = self._counters
+        if counters is not None:
+            counters.run_started = counters.last_poll_end = (
+                primitives.monotonic() if self._plain_clock else self.time()
+            )
         try:
             while True:
                 self._run_once()
@@ -435,6 +554,9 @@ class Scheduler(HandleOwner):
                     break
         finally:
             self._stopping = False
+            if counters is not None:
+                now = primitives.monotonic() if self._plain_clock else self.time()
+                counters.run_time += now - counters.run_started
 
     def _run_once(self) -> None:
         """Poll for I/O, collect due timers, then run every callback that is ready.
@@ -454,6 +576,9 @@ class Scheduler(HandleOwner):
         # no clock to read.  A loop juggling tasks without I/O (and the
         # micro-benchmarks) spends its turns on callbacks alone.
         if not ready:
+            counters = self._counters
+            if counters is not None:
+                counters.idle_turns += 1
             return
         # The batch is the whole ready list; callbacks it schedules go to the
         # spare list, which becomes the ready list now.  Each handle's slot is
@@ -461,7 +586,7 @@ class Scheduler(HandleOwner):
         # freed before the batch ends (a task done and forgotten is collected
         # at once, as in asyncio).
         self._ready = self._spare
-        if self._debug:
+        if self._debug or self._callback_sequence:
             self._run_batch_debug(ready)
             return
         done = 0
@@ -496,6 +621,7 @@ class Scheduler(HandleOwner):
     def _gather(self, ready: list[Handle]) -> None:
         """Add to ``ready`` the callbacks of I/O events and of the timers that are due."""
         timers = self._timers
+        counters = self._counters
         now = primitives.monotonic() if self._plain_clock else self.time()
         if ready or self._stopping:
             timeout = 0.0
@@ -513,8 +639,16 @@ class Scheduler(HandleOwner):
         # window is real time whatever the loop's clock: a subclass's clock
         # may stand still while callbacks run (a virtual clock does), and
         # measured on it the window would never end and I/O would starve.
+        # (The metrics' times are the loop's clock, as everything it reports.)
         real_now = now if self._plain_clock else primitives.monotonic()
         if timeout != 0.0 or self._stopping or real_now - self._last_poll >= _POLL_SKIP_WINDOW:
+            if counters is not None:
+                # Since the last poll the loop ran callbacks: the longest
+                # stretch is the longest a ready descriptor waited unseen.
+                stretch = now - counters.last_poll_end
+                if stretch > counters.longest_stretch:
+                    counters.longest_stretch = stretch
+            started = now
             events = self._backend.poll(None if timeout < 0.0 else timeout)
             if self._plain_clock:
                 now = primitives.monotonic()
@@ -522,6 +656,9 @@ class Scheduler(HandleOwner):
             else:
                 now = self.time()
                 self._last_poll = primitives.monotonic()
+            if counters is not None:
+                counters.poll_time += now - started
+                counters.last_poll_end = now
             if events:
                 readers = self._readers
                 writers = self._writers
@@ -536,6 +673,18 @@ class Scheduler(HandleOwner):
                             ready.append(handle)
         if timers:
             deadline = now + self._clock_resolution
+            # (Read once into a C double, compiled: a comparison of the
+            # Python float with deadline would box deadline first.)
+            first_when = timers[0][0]
+            if counters is not None and first_when < deadline:
+                # One lateness per turn, the most overdue timer's (the heap
+                # pops it first): how late the loop came round to its timers.
+                lateness = now - first_when
+                counters.lag_sum += lateness
+                if lateness > counters.lag_max:
+                    counters.lag_max = lateness
+                bucket = primitives.lag_bucket(lateness)
+                counters.lag_counts[bucket if bucket < _LAG_TOP_BUCKET else _LAG_TOP_BUCKET] += 1
             while timers and timers[0][0] < deadline:
                 timer = _heappop(timers)[2]
                 timer._scheduled = False
@@ -545,6 +694,10 @@ class Scheduler(HandleOwner):
                     ready.append(timer)
 
     def _finish_batch(self, batch: list[Handle], done: int) -> None:
+        counters = self._counters
+        if counters is not None:
+            counters.batches += 1
+            counters.callbacks_run += done
         if done < len(batch):
             # An exception (KeyboardInterrupt, SystemExit) left the batch
             # early: the callbacks it did not reach stay first in line.
@@ -553,22 +706,35 @@ class Scheduler(HandleOwner):
         self._spare = batch
 
     def _run_batch_debug(self, batch: list[Handle]) -> None:
+        # The batch of a loop in debug mode or watched by a watchdog: each
+        # callback is counted and made current as it starts, and timed in
+        # debug mode.
         done = 0
+        debug = self._debug
         try:
             for handle in batch:
                 batch[done] = None  # type: ignore[call-overload]
                 done += 1
                 if handle._cancelled:
                     continue
+                if self._callback_sequence:
+                    self._callback_sequence += 1
                 self._current_handle = handle
-                started = self.time()
+                started = self.time() if debug else 0.0
                 try:
                     handle._run()
                 finally:
                     self._current_handle = None
-                elapsed = self.time() - started
-                if elapsed >= self.slow_callback_duration:
-                    logger.warning("Executing %r took %.3f seconds", handle, elapsed)
+                if debug:
+                    elapsed = self.time() - started
+                    if elapsed >= self.slow_callback_duration:
+                        logger.warning(
+                            "Executing %s took %.3f seconds", describe_handle(handle), elapsed
+                        )
+                    counters = self._counters
+                    if counters is not None and elapsed > counters.slowest_callback:
+                        counters.slowest_callback = elapsed
+                        counters.slowest_callback_name = describe_handle(handle)
         finally:
             self._finish_batch(batch, done)
         handle = None  # type: ignore[assignment]  # see _run_once
