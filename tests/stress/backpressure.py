@@ -11,6 +11,7 @@ checks every byte with a running CRC, and the RSS is sampled throughout.
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 import zlib
 
@@ -77,7 +78,8 @@ class BufferWatch:
         buffered = self.transport.get_write_buffer_size()
         if buffered > HIGH_WATER + len(chunk):
             raise AssertionError(
-                f"{buffered} bytes buffered after a {len(chunk)}-byte write (high water {HIGH_WATER})"
+                f"{buffered} bytes buffered after a {len(chunk)}-byte write "
+                f"(high water {HIGH_WATER})"
             )
         self.largest_excess = max(self.largest_excess, buffered - HIGH_WATER)
         if self.writes % 64 == 0:
@@ -104,6 +106,11 @@ class PausingWriter(asyncio.Protocol):
         assert self.watch is not None and self.resumed is not None
         self.watch.woke()
         self.resumed.set_result(None)
+
+
+def _make_reader(readers: list[SlowReader]) -> SlowReader:
+    readers.append(SlowReader())
+    return readers[-1]
 
 
 def chunks(seed: int, total: int) -> list[tuple[int, int]]:
@@ -157,12 +164,7 @@ async def backpressure(scale: Scale, seed: int = 14) -> Figures:
     figures: Figures = {"bytes_per_writer": scale.backpressure_bytes, "high_water": HIGH_WATER}
     for name, writer in (("protocol", with_protocol), ("streams", with_streams)):
         readers: list[SlowReader] = []
-
-        def make_reader() -> SlowReader:
-            readers.append(SlowReader())
-            return readers[-1]
-
-        server = await loop.create_server(make_reader, "127.0.0.1", 0)
+        server = await loop.create_server(functools.partial(_make_reader, readers), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         watch = await writer(port, pool, chunks(seed, scale.backpressure_bytes))
         await readers[0].done

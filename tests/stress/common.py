@@ -44,7 +44,7 @@ SHORT = Scale(
     signals=1_000,
     children=30,
     threadsafe_callbacks=40_000,
-    fuzz_seeds=25,
+    fuzz_seeds=200,
 )
 
 FULL = Scale(
@@ -59,7 +59,7 @@ FULL = Scale(
     signals=10_000,
     children=1_000,
     threadsafe_callbacks=1_000_000,
-    fuzz_seeds=500,
+    fuzz_seeds=20_000,
 )
 
 

@@ -18,7 +18,7 @@ CHUNK = b"x" * (1024 * 1024)
 RESETS = (ConnectionResetError, BrokenPipeError)
 
 
-def reset(transport: asyncio.BaseTransport) -> None:
+def reset(transport: asyncio.Transport) -> None:
     """Close ``transport`` with a TCP RST instead of a FIN (SO_LINGER with a zero timeout)."""
     sock = transport.get_extra_info("socket")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -87,9 +87,7 @@ async def reset_mid_write(connections: int) -> dict[str, int]:
     server = await loop.create_server(lambda: ResetAfter(4 * len(CHUNK)), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     seen: dict[str, int] = {}
-    clients = [
-        await loop.create_connection(Flooder, "127.0.0.1", port) for _ in range(connections)
-    ]
+    clients = [await loop.create_connection(Flooder, "127.0.0.1", port) for _ in range(connections)]
     for transport, flooder in clients:
         exc = await asyncio.wait_for(flooder.lost, 10)
         if not isinstance(exc, RESETS):

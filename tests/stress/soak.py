@@ -67,7 +67,8 @@ class FrameChecker:
                 if end > len(buffer):
                     break
                 if sequence != self.tally.messages:
-                    raise AssertionError(f"frame {sequence} came when {self.tally.messages} was due")
+                    due = self.tally.messages
+                    raise AssertionError(f"frame {sequence} came when {due} was due")
                 with view[offset + HEADER.size : end] as payload:
                     if zlib.crc32(payload) != crc:
                         raise AssertionError(f"frame {sequence} ({length} bytes) is damaged")
@@ -147,7 +148,9 @@ class SendingProtocol(asyncio.Protocol):
             self.closed.set_exception(exc)
 
 
-def frames(rng: random.Random, pool: bytes, count: int, largest: int, sent: Tally) -> Iterator[bytes]:
+def frames(
+    rng: random.Random, pool: bytes, count: int, largest: int, sent: Tally
+) -> Iterator[bytes]:
     """``count`` frames with log-uniform payload sizes in [1, largest], tallied into ``sent``."""
     top = math.log(largest)
     for sequence in range(count):
@@ -158,9 +161,7 @@ def frames(rng: random.Random, pool: bytes, count: int, largest: int, sent: Tall
         yield HEADER.pack(sequence, size, zlib.crc32(payload)) + payload
 
 
-async def send_with_protocol(
-    address: str | tuple[str, int], messages: Iterator[bytes]
-) -> bytes:
+async def send_with_protocol(address: str | tuple[str, int], messages: Iterator[bytes]) -> bytes:
     loop = asyncio.get_running_loop()
     if isinstance(address, str):
         transport, protocol = await loop.create_unix_connection(SendingProtocol, address)
@@ -218,8 +219,10 @@ async def soak(scale: Scale, seed: int = 14) -> Figures:
         ]
         tcp = [server.sockets[0].getsockname()[:2] for server in servers]
         unix = [os.path.join(directory, name) for name in ("protocol", "streams")]
-        servers.append(await loop.create_unix_server(CheckingServerProtocol, unix[0], backlog=backlog))
-        servers.append(await asyncio.start_unix_server(checking_stream_handler, unix[1], backlog=backlog))
+        servers += [
+            await loop.create_unix_server(CheckingServerProtocol, unix[0], backlog=backlog),
+            await asyncio.start_unix_server(checking_stream_handler, unix[1], backlog=backlog),
+        ]
         fds_before, rss_before = open_fds(), rss_bytes()
         fds_after_round: list[int] = []
         rss_after_round: list[int] = []
@@ -253,7 +256,10 @@ async def soak(scale: Scale, seed: int = 14) -> Figures:
     return {
         "messages": per_connection * connections * scale.soak_rounds,
         "payload_bytes": total_bytes,
-        "concurrent_connections": {"tcp": scale.soak_tcp_connections, "unix": scale.soak_unix_connections},
+        "concurrent_connections": {
+            "tcp": scale.soak_tcp_connections,
+            "unix": scale.soak_unix_connections,
+        },
         "rounds": scale.soak_rounds,
         "fds_before": fds_before,
         "fds_after_each_round": fds_after_round,
