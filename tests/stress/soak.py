@@ -208,7 +208,8 @@ async def soak(scale: Scale, seed: int = 14) -> Figures:
     """Run the soak; return its figures (messages, bytes, connections, fds and RSS per round)."""
     connections = scale.soak_tcp_connections + scale.soak_unix_connections
     raise_fd_limit(4 * connections + 256)
-    per_connection = max(1, scale.soak_messages // (scale.soak_rounds * connections))
+    # Rounded up, so at least scale.soak_messages are sent in all.
+    per_connection = -(-scale.soak_messages // (scale.soak_rounds * connections))
     pool = random.Random(seed).randbytes(2 * scale.soak_max_message)
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory(prefix="slipstream-soak-") as directory:
