@@ -125,11 +125,13 @@ METHODS: dict[str, Call] = {
 
 
 def _dispose(result: Any) -> None:
-    """Close whatever a call that succeeded made."""
+    """Close whatever a call that succeeded made (a transport pair, a server, a timer)."""
     if isinstance(result, tuple) and result and hasattr(result[0], "close"):
         result[0].close()
-    elif isinstance(result, (asyncio.Handle, asyncio.Server)) or hasattr(result, "cancel"):
-        getattr(result, "close", getattr(result, "cancel", lambda: None))()
+    elif hasattr(result, "close"):
+        result.close()
+    elif hasattr(result, "cancel"):
+        result.cancel()
 
 
 async def _outcome(method: str, first: str, second: str) -> str:
