@@ -6,7 +6,9 @@
 #   - on 3.11 only: ruff check, mypy (strict, configured in pyproject.toml)
 #   - on every Python: pytest, and the CPython test.test_asyncio conformance run (whole manifest),
 #     each twice: on the compiled core that pip built (the default) and on the pure-Python core
-#     (SLIPSTREAM_PURE=1); without a C compiler, on the pure-Python core only.
+#     (SLIPSTREAM_PURE=1); without a C compiler, on the pure-Python core only. pytest includes
+#     the short form of the stress suite (tests/stress; the full form: python -m tests.stress --full)
+#   - on 3.11 only: pytest once more with PYTHONASYNCIODEBUG=1
 # Every step runs even when an earlier one failed; a summary is printed at the end and the
 # script exits non-zero if anything failed.
 #
@@ -280,6 +282,12 @@ for version in "${PYTHONS[@]}"; do
         run_step "py$version: conformance ($build)" \
             "${build_env[@]}" "$venv_python" -m tests.conformance.run --loop slipstream --scope all
     done
+    if [[ $version == "$LINT_PYTHON" ]]; then
+        # Once, in asyncio's debug mode (slow-callback and never-awaited checks, non-blocking
+        # socket checks), on the default build: the whole suite must pass there too.
+        run_step "py$version: pytest (PYTHONASYNCIODEBUG=1)" \
+            env PYTHONASYNCIODEBUG=1 "$venv_python" -m pytest -q
+    fi
 done
 
 log "Summary"

@@ -191,6 +191,7 @@ def test_blocking_sockets_are_rejected_in_debug_mode(run: Run) -> None:
 def test_blocking_sockets_are_accepted_outside_debug_mode(run: Run) -> None:
     async def main() -> bytes:
         loop = asyncio.get_running_loop()
+        loop.set_debug(False)  # as the name says, even under PYTHONASYNCIODEBUG=1
         a, b = socket.socketpair()
         with a, b:
             await loop.sock_sendall(a, b"ping")
@@ -367,6 +368,7 @@ def test_sock_sendfile_argument_errors(run: Run) -> None:
         with a, b, tempfile.TemporaryFile() as binary, \
                 tempfile.TemporaryFile("w") as text, \
                 socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.setblocking(False)  # so that debug mode's non-blocking check passes too
             cases: list[tuple[socket.socket, Any, Any, Any]] = [
                 (a, text, 0, None), (udp, binary, 0, None), (a, binary, 0, 0),
                 (a, binary, 0, "1"), (a, binary, -1, None), (a, binary, 1.0, None),

@@ -32,6 +32,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.conftest import unexpected_reports
+
 T = TypeVar("T")
 
 
@@ -103,7 +105,7 @@ def run(
 
         with asyncio.Runner(loop_factory=factory) as r:
             result = r.run(coro)
-        assert reported == [], f"the loop reported errors: {reported}"
+        assert unexpected_reports(reported) == [], f"the loop reported errors: {reported}"
         return result
 
     return runner

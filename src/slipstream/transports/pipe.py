@@ -216,11 +216,16 @@ class ReadPipeTransport(_PipeTransportBase, asyncio.ReadTransport):
             self._protocol = None
 
 
-class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.WriteTransport):
+class WritePipeTransport(_PipeTransportBase, WriteFlowControl, asyncio.Transport):
     """The write end of a pipe, socket or character device, with a write buffer.
 
     ``write()`` tries ``os.write`` at once and buffers only what the pipe did
     not take; the buffer is flushed when the descriptor becomes writable.
+
+    It derives from ``asyncio.Transport``, not only ``WriteTransport``, because
+    asyncio's write pipe transport does (through its flow-control mixin): code
+    written against asyncio sees ``isinstance(t, asyncio.ReadTransport)`` true and
+    gets ``NotImplementedError`` from ``pause_reading()``, not ``AttributeError``.
     """
 
     _loop: CoreLoop | None
