@@ -273,3 +273,38 @@ def test_short_and_long_reads_in_turn_keep_their_bytes(
         assert got == payload
         kept.append((got, payload))
     assert all(got == payload for got, payload in kept)
+
+
+def test_the_first_call_works_with_no_descriptor_to_spare() -> None:
+    # Compiled, the first call checks the socket layout on a fresh socketpair;
+    # with every descriptor in use (EMFILE) it must still do what recv() does.
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import resource, socket
+        a, b = socket.socketpair()
+        a.setblocking(False)
+        b.send(b"still here")
+        from slipstream import backends
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
+        hogs = []
+        try:
+            while True:
+                hogs.append(open("/dev/null"))
+        except OSError:
+            pass
+        print(backends.recv(a, 100).decode())
+        hogs[0].close()
+        b.send(b" and after")
+        print(backends.recv(a, 100).decode())
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:2] == ["still here", " and after"]

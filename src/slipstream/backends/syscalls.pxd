@@ -264,7 +264,12 @@ cdef inline int _check_socket_layout() except -1:
     global slipstream_socket_layout, slipstream_socket_class
     import socket as socket_module
 
-    a, b = socket_module.socketpair()
+    try:
+        a, b = socket_module.socketpair()
+    except OSError:
+        # No descriptors to spare (EMFILE) right now: this call uses the
+        # method, and the check is made again on the next one.
+        return 0
     try:
         a.setblocking(False)
         b.settimeout(2.5)
