@@ -101,7 +101,7 @@ _send = backends.send
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 
 # A connection that gathers its writes goes back to sending each at once after
-# this many turns in a row in which nothing joined the first write.
+# this many bursts in a row that were a single write.
 _COALESCE_PATIENCE = 8
 
 # sendmsg() takes at most IOV_MAX buffers (1024 on Linux).
@@ -468,8 +468,33 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
             self._conn_lost += 1
             return
         rest: bytes | memoryview
-        if not self._buffer:
-            if self._coalesce > 0 or (self._wrote_since_read and not self._coalesce):
+        if not self._buffer and not (
+            self._coalesce > 0 or (self._wrote_since_read and not self._coalesce)
+        ):
+            self._wrote_since_read = True
+            try:
+                sent = _send(self._sock, data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal write error on socket transport")
+                return
+            if type(data) is bytes:
+                if sent == len(data):
+                    return
+                rest = memoryview(data)[sent:] if sent else data
+            else:
+                view = memoryview(data).cast("B")
+                if sent == len(view):
+                    return
+                # Copied: the caller may reuse a bytearray once write() returns.
+                rest = view[sent:].tobytes()
+            self._loop.watch_writable(self._fd, self._write_ready)
+            self._buffer = collections.deque((rest,))
+        else:
+            if not self._buffer:
                 # This connection writes in bursts: a second write came
                 # before the peer said anything (a response's headers, then
                 # its body).  Hold the burst's first write until the
@@ -478,34 +503,9 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
                 # send() or sendmsg().
                 if not self._coalesce:
                     self._coalesce = _COALESCE_PATIENCE
-                rest = data if type(data) is bytes else memoryview(data).cast("B").tobytes()
-                self._buffer = collections.deque((rest,))
+                self._buffer = collections.deque()
                 self._corked = True
                 self._loop.call_soon(self._flush_corked)
-            else:
-                self._wrote_since_read = True
-                try:
-                    sent = _send(self._sock, data)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except (SystemExit, KeyboardInterrupt):
-                    raise
-                except BaseException as exc:
-                    self._fatal_error(exc, "Fatal write error on socket transport")
-                    return
-                if type(data) is bytes:
-                    if sent == len(data):
-                        return
-                    rest = memoryview(data)[sent:] if sent else data
-                else:
-                    view = memoryview(data).cast("B")
-                    if sent == len(view):
-                        return
-                    # Copied: the caller may reuse a bytearray once write() returns.
-                    rest = view[sent:].tobytes()
-                self._loop.watch_writable(self._fd, self._write_ready)
-                self._buffer = collections.deque((rest,))
-        else:
             if type(data) is bytes:
                 rest = data
             else:
@@ -523,14 +523,15 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
 
     def _flush_corked(self) -> None:
         if not self._corked:
-            return  # flushed early (the high-water mark), or the transport was aborted
-        self._corked = False
-        if not self._buffer:
+            # Flushed early (the high-water mark), or aborted: _force_close
+            # empties the buffer and clears the flag together, so a held
+            # buffer is never empty here.
             return
+        self._corked = False
         if len(self._buffer) > 1:
             self._coalesce = _COALESCE_PATIENCE
         else:
-            # Nothing joined this write: after _COALESCE_PATIENCE such turns
+            # Nothing joined this write: after _COALESCE_PATIENCE such bursts
             # in a row the connection sends at once again, for good (-1).
             self._coalesce -= 1
             if not self._coalesce:
