@@ -28,6 +28,7 @@ COMPILED_MODULES = (
     "core.scheduler",
     "backends.socket_calls",
     "backends.epoll",
+    "transports.stream_engine",
 )
 
 # Cython directives for the compiled core (docs/benchmarks.md, "Compiled core"):

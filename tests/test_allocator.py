@@ -75,7 +75,7 @@ def test_transports_read_256_kib_where_large_reads_are_cheap() -> None:
             asyncio.Protocol, left
         )
         try:
-            size: int = transport._read_size  # type: ignore[attr-defined]
+            size: int = transport._engine.read_size  # type: ignore[attr-defined]
             return size
         finally:
             transport.close()

@@ -27,7 +27,13 @@ CORE_DIR = Path(slipstream.core.__file__).parent
 PACKAGE_DIR = CORE_DIR.parent
 HOT_MODULES = ("handles", "scheduler")
 # Every module setup.py compiles, by its name under slipstream.
-COMPILED_MODULES = ("core.handles", "core.scheduler", "backends.socket_calls", "backends.epoll")
+COMPILED_MODULES = (
+    "core.handles",
+    "core.scheduler",
+    "backends.socket_calls",
+    "backends.epoll",
+    "transports.stream_engine",
+)
 
 
 def compiled_modules_present() -> bool:

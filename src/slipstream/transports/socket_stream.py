@@ -1,36 +1,14 @@
 """The TCP / Unix stream socket transport: the whole :class:`asyncio.Transport` API.
 
-How bytes move, and why it is shaped this way:
-
-* **Reading.**  The transport watches its descriptor with the core's
-  ``watch_readable``; the core queues the long-lived watch handle when epoll says
-  readable, and the handle calls straight into the transport's read method:
-  one ``recv`` (64 KiB, or 256 KiB while a bulk transfer keeps filling them),
-  one ``data_received``.  No per-event objects besides the data itself.  Which of
-  the two methods is registered is decided when the protocol is set, so the
-  hot path never asks "is this a BufferedProtocol?".
-* **Writing.**  ``write()`` first tries ``send()`` right away: most writes fit
-  in the kernel's buffer and never touch the loop.  Only the rest is buffered and
-  the descriptor watched for writability; everything written meanwhile queues
-  behind it, and the next writable event hands the whole queue to the kernel in
-  one ``sendmsg()``.
-* **Coalescing.**  A connection that writes twice with nothing read in between
-  (a response's headers, then its body) is a connection that writes in bursts,
-  and from then on the first write of a burst is held until the callbacks of
-  that turn have run: a callback queued behind them sends the whole burst in
-  one ``send()`` / ``sendmsg()``.  On loopback TCP each ``send()`` also runs the
-  receiving side's stack, so two calls cost nearly twice one.  Held bytes
-  count in ``get_write_buffer_size()``; a burst that reaches the high-water
-  mark goes to the kernel at once, so ``pause_writing()`` still means the
-  kernel refused, as with asyncio.  After eight bursts in a row that were a
-  single write (a stream sent chunk by chunk), the connection sends at once
-  again, for good.  An echo, which writes once per read, never holds anything;
-  what it pays for the test is a flag stored per read and per write.
-* **Closing.**  ``close()`` stops reading, lets the buffer drain, then calls
-  ``connection_lost(None)`` once; ``abort()`` drops the buffer.  Errors close the
-  transport with ``connection_lost(exc)``; errors that are not ``OSError`` (a
-  protocol callback raising) are also reported to the loop's exception handler,
-  as asyncio does.
+How bytes move is :mod:`.stream_engine`'s business: the transport here is the
+:class:`asyncio.Transport` that protocols see, and it hands every call that
+moves bytes to its :class:`~.stream_engine.StreamEngine` (compiled where
+``pip install`` had a C compiler).  ``transport.write`` is the engine's own
+``write``, bound on the instance, so a write costs no forwarding frame; the
+loop's readiness handles call the engine directly.  What stays here is what
+asyncio's transport API adds around the bytes: the extra info, the repr, the
+unclosed-transport warning, the server's bookkeeping and the hand-over of
+the socket to ``loop.sendfile()``.
 
 The transport claims its descriptor on the loop (``claim_fd``), so a user's
 ``add_reader`` on it raises ``RuntimeError`` while the transport is open, exactly
@@ -70,55 +48,28 @@ and no ``TCP_NODELAY`` call when the listening socket passed the option on.
 from __future__ import annotations
 
 import asyncio
-import collections
-import itertools
 import socket
-import sys
 import warnings
 from asyncio.constants import _SendfileMode as SendfileMode
 from asyncio.trsock import TransportSocket
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .. import backends
-from ..core.errors import logger
 from .allocator import LARGE_READ, SMALL_READ, large_reads_are_cheap
-from .errors import report_fatal_error
-from .flow import WriteFlowControl
+from .flow import compute_water_marks
+from .stream_engine import StreamEngine
 
 if TYPE_CHECKING:
     from ..core import CoreLoop
 
 __all__ = ["ConnectionTracker", "SocketTransport", "is_tcp_stream", "set_nodelay"]
 
-# The socket system calls of the hot path: compiled, straight to the kernel
-# (backends/socket_calls.py); module globals, so each call is one lookup.
-_recv = backends.recv
-_recv_into = backends.recv_into
-_send = backends.send
-
-# After this many writes to a transport whose connection is lost, each further
-# write logs a warning: the application is writing into the void.
-_LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
-
-# A connection that gathers its writes goes back to sending each at once after
-# this many bursts in a row that were a single write.
-_COALESCE_PATIENCE = 8
-
-# sendmsg() takes at most IOV_MAX buffers (1024 on Linux).
-_IOV_MAX = 1024
-
 _TCP_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6})
 
-# Python 3.11's writelines() was Transport.writelines(), i.e. write(): its error
-# says "write()".  3.12 gave the socket transport its own.
-_WRITELINES = "writelines" if sys.version_info >= (3, 12) else "write"
 
 
 # "Not known yet": the local address before anyone asked for it.
 _UNKNOWN: Any = object()
-
-# What _buffer is while nothing is buffered (see "What an idle connection costs").
-_NO_BUFFER: Any = ()
 
 
 class ConnectionTracker(Protocol):
@@ -156,7 +107,7 @@ def set_nodelay(sock: socket.socket) -> bool:
     return True
 
 
-class SocketTransport(WriteFlowControl, asyncio.Transport):
+class SocketTransport(asyncio.Transport):
     """A connected stream socket (TCP or Unix) driving a Protocol or BufferedProtocol."""
 
     # How much one recv() asks for.  recv(n) allocates n bytes before it
@@ -170,12 +121,6 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
     # the 128 KiB above which glibc, untaught, would mmap every read (which
     # once cost our 100 KiB echo 77 µs per round trip instead of 34, and
     # costs asyncio's 1 KiB echo ~27 µs instead of ~9 in a new process).
-    #
-    # The sizes in use are instance attributes set in __init__, never class
-    # defaults an instance shadows: CPython 3.12+ cannot specialise a load of
-    # an instance attribute that shadows a class attribute, and each such
-    # load on the read path cost ~200 instructions (callgrind).  The same
-    # goes for _empty_waiter, which every write() reads.
     max_size = 127 * 1024
 
     # Read by asyncio-compatible helpers (start_tls, sendfile) to know what the
@@ -183,15 +128,20 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
     _start_tls_compatible = True
     _sendfile_compatible = SendfileMode.TRY_NATIVE
 
+    # write and writelines are slots, filled with the engine's own methods in
+    # __init__: so ``transport.write(data)`` is a slot load, which CPython
+    # specialises to a few instructions (an instance attribute shadowing the
+    # method that asyncio.WriteTransport defines is not specialised and cost
+    # ~400 instructions per call), then one call of the engine's method --
+    # C, on a compiled build -- with no frame of ours in between.
+    __slots__ = ("__dict__", "__weakref__", "write", "writelines")
+    # (mypy has no word for "a slot holding a callable overrides a method".)
+    write: Callable[[bytes | bytearray | memoryview[Any]], None]  # type: ignore[assignment]
+    writelines: Callable[[Iterable[bytes | bytearray | memoryview[Any]]], None]  # type: ignore[assignment]
+
     _loop: CoreLoop
-    _fd = -1  # set before anything can fail, so __del__ can always read it
-    _sock_closed = True
+    _engine: StreamEngine  # (no class default: a shadowed attribute is a slow load)
     _server: ConnectionTracker | None = None
-    # The read method for the protocol's kind (set_protocol() picks it).
-    _read_ready: Any = None
-    # Set while loop.sendfile() sends natively: it resolves once the write
-    # buffer is empty, and write() is refused until it is reset.
-    _empty_waiter: asyncio.Future[None] | None
 
     def __init__(
         self,
@@ -227,32 +177,16 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         self._trsock: TransportSocket | None = None
         self._loop = loop
         self._sock = sock
-        self._fd = fd = sock.fileno()
-        self._sock_closed = False
         if large_reads_are_cheap():
-            self._read_size = self._min_read_size = self._max_read_size = LARGE_READ
+            read_sizes = (LARGE_READ, LARGE_READ)
         else:
-            self._read_size = self._min_read_size = SMALL_READ
-            self._max_read_size = self.max_size
-        self._empty_waiter = None
-        # Write coalescing (see "Coalescing" above): whether anything was
-        # written since the last read; whether writes are gathered (0 not
-        # yet, > 0 yes, counting down, -1 never again); whether the buffer
-        # is gathering now.
-        self._wrote_since_read = False
-        self._coalesce = 0
-        self._corked = False
-        self._buffer: collections.deque[bytes | memoryview] = _NO_BUFFER
-        self._buffer_size = 0
-        self._closing = False  # close() or a fatal error happened
-        self._conn_lost = 0  # > 0 once connection_lost() is scheduled
-        self._paused = False  # pause_reading() in effect
-        self._reading = False  # the descriptor is watched for reading
-        self._eof_received = False  # the peer shut down its side
-        self._eof = False  # write_eof() was called
-        self._protocol: Any = None
-        self.set_protocol(protocol)
+            read_sizes = (SMALL_READ, self.max_size)
+        self._engine = engine = StreamEngine(loop, sock, self, self._socket_closed, read_sizes)
+        self.write = engine.write
+        self.writelines = engine.writelines
+        engine.set_protocol(protocol)
         self._server = server
+        fd = engine.fd
         if server is not None:
             server._attach(fd, self)
         if nodelay:
@@ -264,7 +198,18 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         # callback per connection, but then the first data_received() could
         # run before the callbacks connection_made() scheduled -- the first
         # step of a task it started, say -- which asyncio never does.)
-        loop.call_soon(self._connection_started, waiter)
+        loop.call_soon(engine.start, waiter)
+
+    def _socket_closed(self) -> None:
+        # The engine's on_closed: connection_lost() has run.
+        if self._sockname is _UNKNOWN:
+            # Last chance: asyncio answers it after the close too.
+            self._sockname = self._ask_sockname()
+        self._sock.close()
+        server = self._server
+        if server is not None:
+            self._server = None
+            server._detach(self._engine.fd, self)
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         """``socket``, ``sockname``, ``peername`` and what the creator gave, as asyncio's."""
@@ -291,342 +236,97 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
 
     def __repr__(self) -> str:
         info = [type(self).__name__]
-        if self._sock_closed:
+        engine = self._engine
+        if engine.sock_closed:
             info.append("closed")
-        elif self._closing:
+        elif engine.closing:
             info.append("closing")
-        info.append(f"fd={self._fd}")
-        if not self._sock_closed and not self._loop.is_closed():
-            info.append("read=polling" if self._reading else "read=idle")
-            state = "polling" if self._buffer else "idle"
-            info.append(f"write=<{state}, bufsize={self._buffer_size}>")
+        info.append(f"fd={engine.fd}")
+        if not engine.sock_closed and not self._loop.is_closed():
+            info.append("read=polling" if engine.reading else "read=idle")
+            state = "polling" if engine.buffer else "idle"
+            info.append(f"write=<{state}, bufsize={engine.buffer_size}>")
         return "<{}>".format(" ".join(info))
 
     def __del__(self, _warn: Any = warnings.warn) -> None:
-        if not self._sock_closed:
+        # (No engine if __init__ failed before making one.)
+        engine: StreamEngine | None = self.__dict__.get("_engine")
+        if engine is not None and not engine.sock_closed:
             message = f"unclosed transport {self!r}"
-            self._sock_closed = True
+            engine.sock_closed = True
             self._sock.close()
             if self._server is not None:
-                self._server._detach(self._fd, self)
+                self._server._detach(engine.fd, self)
                 self._server = None
             # Last: with warnings turned into errors this raises, and the
             # server must have heard of the end all the same (it holds its
             # clients by descriptor number, which nothing else would clear).
             _warn(message, ResourceWarning, source=self)
 
-    # -- protocol ------------------------------------------------------------------
+    # -- the engine's, as asyncio's transport API -------------------------------------
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Switch protocols (a Protocol and a BufferedProtocol are both fine)."""
-        self._protocol = protocol
-        if isinstance(protocol, asyncio.BufferedProtocol):
-            read_ready = self._read_ready_into_buffer
-        else:
-            read_ready = self._read_ready_data
-        if read_ready != self._read_ready:
-            self._read_ready = read_ready
-            if self._reading:
-                self._loop.watch_readable(self._fd, read_ready)
+        self._engine.set_protocol(protocol)
 
     def get_protocol(self) -> Any:
-        return self._protocol
+        return self._engine.protocol
 
-    def _connection_started(self, waiter: asyncio.Future[None] | None) -> None:
-        if not self._paused and not self._closing and not self._eof_received:
-            self._reading = True
-            self._loop.watch_readable(self._fd, self._read_ready)
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+    @property
+    def _protocol(self) -> Any:
+        # Named as in asyncio's own transports, where some code looks for it.
+        return self._engine.protocol
 
-    # -- reading ---------------------------------------------------------------------
+    @property
+    def _protocol_paused(self) -> bool:
+        # Likewise (our sendfile reads it through getattr, as of any transport).
+        return self._engine.protocol_paused
 
     def is_reading(self) -> bool:
-        return not self._closing and not self._paused
+        engine = self._engine
+        return not engine.closing and not engine.paused
 
     def pause_reading(self) -> None:
-        if self._closing or self._paused:
-            return
-        self._paused = True
-        self._stop_reading()
-        if self._loop.get_debug():
-            logger.debug("%r pauses reading", self)
+        self._engine.pause_reading()
 
     def resume_reading(self) -> None:
-        if self._closing or not self._paused:
-            return
-        self._paused = False
-        if not self._eof_received:
-            self._reading = True
-            self._loop.watch_readable(self._fd, self._read_ready)
-        if self._loop.get_debug():
-            logger.debug("%r resumes reading", self)
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._reading = False
-            self._loop.unwatch_readable(self._fd)
-
-    def _read_ready_data(self) -> None:
-        size = self._read_size
-        try:
-            data = _recv(self._sock, size)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not data:
-            self._read_eof()
-            return
-        if len(data) == size:
-            self._read_size = self._max_read_size  # the peer is streaming: read more at a time
-        elif size > self._min_read_size and len(data) < self._min_read_size:
-            self._read_size = self._min_read_size
-        self._wrote_since_read = False
-        try:
-            self._protocol.data_received(data)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-
-    def _read_ready_into_buffer(self) -> None:
-        protocol = self._protocol
-        try:
-            buf = protocol.get_buffer(-1)
-            if not len(buf):
-                raise RuntimeError("get_buffer() returned an empty buffer")
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
-            return
-        try:
-            nbytes = _recv_into(self._sock, buf)
-        except (BlockingIOError, InterruptedError):
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal read error on socket transport")
-            return
-        if not nbytes:
-            self._read_eof()
-            return
-        self._wrote_since_read = False
-        try:
-            protocol.buffer_updated(nbytes)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
-
-    def _read_eof(self) -> None:
-        if self._loop.get_debug():
-            logger.debug("%r received EOF", self)
-        # Nothing more will ever be read: stop watching whatever the protocol
-        # answers (a readable-at-EOF socket would otherwise spin the loop).
-        self._eof_received = True
-        self._stop_reading()
-        try:
-            keep_open = self._protocol.eof_received()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
-            return
-        # A true value keeps the connection half-open: the protocol may still
-        # write (and must close the transport itself later).
-        if not keep_open:
-            self.close()
-
-    # -- writing ---------------------------------------------------------------------
+        self._engine.resume_reading()
 
     def get_write_buffer_size(self) -> int:
-        return self._buffer_size
+        """Bytes buffered (or held to be sent as one burst) and not yet given to the kernel."""
+        return self._engine.buffer_size
 
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        """Send ``data``: now if the kernel takes it, else buffered (never blocks)."""
-        # bytes first: one identity test instead of an isinstance() against a
-        # tuple, on the call every echo and every response makes.
-        if type(data) is not bytes and not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(
-                f"data argument must be a bytes-like object, not {type(data).__name__!r}"
-            )
-        if self._eof:
-            raise RuntimeError("Cannot call write() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError("unable to write; sendfile is in progress")
-        if not data:
-            return
-        if self._conn_lost:
-            if self._conn_lost >= _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                logger.warning("socket.send() raised exception.")
-            self._conn_lost += 1
-            return
-        rest: bytes | memoryview
-        if not self._buffer and not (
-            self._coalesce > 0 or (self._wrote_since_read and not self._coalesce)
-        ):
-            self._wrote_since_read = True
-            try:
-                sent = _send(self._sock, data)
-            except (BlockingIOError, InterruptedError):
-                sent = 0
-            except (SystemExit, KeyboardInterrupt):
-                raise
-            except BaseException as exc:
-                self._fatal_error(exc, "Fatal write error on socket transport")
-                return
-            if type(data) is bytes:
-                if sent == len(data):
-                    return
-                rest = memoryview(data)[sent:] if sent else data
-            else:
-                view = memoryview(data).cast("B")
-                if sent == len(view):
-                    return
-                # Copied: the caller may reuse a bytearray once write() returns.
-                rest = view[sent:].tobytes()
-            self._loop.watch_writable(self._fd, self._write_ready)
-            self._buffer = collections.deque((rest,))
-        else:
-            if not self._buffer:
-                # This connection writes in bursts: a second write came
-                # before the peer said anything (a response's headers, then
-                # its body).  Hold the burst's first write until the
-                # callbacks of this turn have run; _flush_corked, queued
-                # behind them, sends all that was written meanwhile in one
-                # send() or sendmsg().
-                if not self._coalesce:
-                    self._coalesce = _COALESCE_PATIENCE
-                self._buffer = collections.deque()
-                self._corked = True
-                self._loop.call_soon(self._flush_corked)
-            if type(data) is bytes:
-                rest = data
-            else:
-                rest = memoryview(data).cast("B").tobytes()
-            self._buffer.append(rest)
-        self._buffer_size += len(rest)
-        if self._buffer_size > self._high_water:
-            if self._corked:
-                # Gathering stops at the high-water mark: past it the kernel
-                # is asked now, so the protocol is paused only if the kernel
-                # refuses, as with asyncio's transports.
-                self._flush_corked()
-            if self._buffer_size > self._high_water and not self._protocol_paused:
-                self._maybe_pause_protocol()
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        """The ``(low, high)`` water marks (note the order: asyncio's)."""
+        engine = self._engine
+        return (engine.low_water, engine.high_water)
 
-    def _flush_corked(self) -> None:
-        if not self._corked:
-            # Flushed early (the high-water mark), or aborted: _force_close
-            # empties the buffer and clears the flag together, so a held
-            # buffer is never empty here.
-            return
-        self._corked = False
-        if len(self._buffer) > 1:
-            self._coalesce = _COALESCE_PATIENCE
-        else:
-            # Nothing joined this write: after _COALESCE_PATIENCE such bursts
-            # in a row the connection sends at once again, for good (-1).
-            self._coalesce -= 1
-            if not self._coalesce:
-                self._coalesce = -1
-        self._send_buffered(False)
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """Set the water marks: asyncio's defaults and rules (:func:`.flow.compute_water_marks`).
 
-    def writelines(self, list_of_data: Any) -> None:
-        """Write every buffer of ``list_of_data``, as one ``write`` of their concatenation."""
-        if self._eof:
-            raise RuntimeError(f"Cannot call {_WRITELINES}() after write_eof()")
-        if self._empty_waiter is not None:
-            raise RuntimeError(f"unable to {_WRITELINES}; sendfile is in progress")
-        self.write(b"".join(list_of_data))
-
-    def _write_ready(self) -> None:
-        # The descriptor turned writable.
-        self._send_buffered(True)
-
-    def _send_buffered(self, watched: bool) -> None:
-        # Hand the kernel as much of the buffer as it takes, in one system
-        # call; watch for writability while some is left (``watched``: the
-        # descriptor is watched already).
-        buffer = self._buffer
-        try:
-            if len(buffer) == 1:
-                sent = _send(self._sock, buffer[0])
-            elif len(buffer) <= _IOV_MAX:
-                sent = self._sock.sendmsg(buffer)
-            else:
-                sent = self._sock.sendmsg(itertools.islice(buffer, _IOV_MAX))
-        except (BlockingIOError, InterruptedError):
-            if not watched:
-                self._loop.watch_writable(self._fd, self._write_ready)
-            return
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            if watched:
-                self._loop.unwatch_writable(self._fd)
-            self._buffer = _NO_BUFFER
-            self._buffer_size = 0
-            self._fatal_error(exc, "Fatal write error on socket transport")
-            self._wake_empty_waiter(exc)
-            return
-        self._buffer_size -= sent
-        while sent:
-            chunk = buffer[0]
-            size = len(chunk)
-            if size <= sent:
-                buffer.popleft()
-                sent -= size
-            else:
-                buffer[0] = memoryview(chunk)[sent:]
-                break
-        if self._protocol_paused and self._buffer_size <= self._low_water:
-            self._maybe_resume_protocol()  # may write() more
-        # Not the local ``buffer``: a write() above that had to wait made a
-        # new deque (it found the drained one empty).
-        if not self._buffer:
-            self._buffer = _NO_BUFFER  # see "What an idle connection costs"
-            if watched:
-                self._loop.unwatch_writable(self._fd)
-            if self._empty_waiter is not None:
-                self._wake_empty_waiter(None)
-            if self._closing:
-                self._conn_lost += 1
-                self._call_connection_lost(None)
-            elif self._eof:
-                self._sock.shutdown(socket.SHUT_WR)
-        elif not watched and not self._corked:
-            self._loop.watch_writable(self._fd, self._write_ready)
+        Lowering the high mark below what is buffered pauses the protocol at
+        once, as asyncio does.
+        """
+        high, low = compute_water_marks(high, low)
+        self._engine.set_write_buffer_limits(high, low)
 
     def can_write_eof(self) -> bool:
         return True
 
-    def _make_empty_waiter(self) -> asyncio.Future[None]:
-        """A future resolved once the write buffer is empty (and writes refused till reset)."""
-        if self._empty_waiter is not None:
-            raise RuntimeError("Empty waiter is already set")
-        waiter = self._empty_waiter = self._loop.create_future()
-        if not self._buffer:
-            waiter.set_result(None)
-        return waiter
+    def write_eof(self) -> None:
+        """Half-close: shut down the sending side once the buffer has drained."""
+        self._engine.write_eof()
 
-    def _reset_empty_waiter(self) -> None:
-        self._empty_waiter = None
+    def is_closing(self) -> bool:
+        return self._engine.closing
 
-    def _wake_empty_waiter(self, exc: BaseException | None) -> None:
-        waiter = self._empty_waiter
-        if waiter is None or waiter.done():
-            return
-        if exc is None:
-            waiter.set_result(None)
-        else:
-            waiter.set_exception(exc)
+    def close(self) -> None:
+        """Stop reading, flush the buffer, then close (``connection_lost(None)``)."""
+        self._engine.close()
+
+    def abort(self) -> None:
+        """Close now, dropping anything still buffered."""
+        self._engine.abort()
 
     # -- loop.sendfile()'s native path (driven by slipstream.net.sendfile) ------------
 
@@ -640,97 +340,28 @@ class SocketTransport(WriteFlowControl, asyncio.Transport):
         reading is the caller's job.  If this raises (the connection was lost
         while flushing, or the wait was cancelled) there is nothing to end.
         """
-        waiter = self._make_empty_waiter()  # raises if a sendfile is running
+        engine = self._engine
+        waiter = engine.make_empty_waiter()  # raises if a sendfile is running
         try:
             await waiter
-            if self._sock_closed:  # flushed, then closed in the same breath
+            if engine.sock_closed:  # flushed, then closed in the same breath
                 raise ConnectionError("Connection is closed by peer")
         except BaseException:
-            self._reset_empty_waiter()
+            engine.empty_waiter = None
             raise
-        # A fresh waiter keeps write() refused, and _call_connection_lost()
-        # fails it: that is how the sendfile hears of a close meanwhile.
-        lost = self._empty_waiter = self._loop.create_future()
-        self._loop.release_fd(self._fd, self)
+        # A fresh waiter keeps write() refused, and the engine's
+        # call_connection_lost() fails it: that is how the sendfile hears of a
+        # close meanwhile.
+        lost = engine.empty_waiter = self._loop.create_future()
+        self._loop.release_fd(engine.fd, self)
         return self._sock, lost
 
     def end_sendfile(self) -> None:
         """Take the socket back after :meth:`begin_sendfile`; writes are accepted again."""
-        lost = self._empty_waiter
-        self._empty_waiter = None
+        engine = self._engine
+        lost = engine.empty_waiter
+        engine.empty_waiter = None
         if lost is not None and not lost.cancel() and not lost.cancelled():
             lost.exception()  # seen: the sendfile reported the loss its own way
-        if not self._sock_closed:
-            self._loop.claim_fd(self._fd, self)
-
-    def write_eof(self) -> None:
-        """Half-close: shut down the sending side once the buffer has drained."""
-        if self._closing or self._eof:
-            return
-        self._eof = True
-        if not self._buffer:
-            self._sock.shutdown(socket.SHUT_WR)
-
-    # -- closing ---------------------------------------------------------------------
-
-    def is_closing(self) -> bool:
-        return self._closing
-
-    def close(self) -> None:
-        """Stop reading, flush the buffer, then close (``connection_lost(None)``)."""
-        if self._closing:
-            return
-        self._closing = True
-        self._stop_reading()
-        if not self._buffer:
-            self._conn_lost += 1
-            self._loop.call_soon(self._call_connection_lost, None)
-
-    def abort(self) -> None:
-        """Close now, dropping anything still buffered."""
-        if self._corked:
-            # A held burst is what asyncio would have handed the kernel at
-            # write() time: offer it once (never waiting), then drop the rest.
-            self._flush_corked()
-        self._force_close(None)
-
-    def _fatal_error(self, exc: BaseException, message: str) -> None:
-        # An OSError (the peer went away, the network failed) reaches the
-        # protocol through connection_lost(exc) and the log only in debug mode.
-        report_fatal_error(self._loop, message, exc, self, self._protocol, isinstance(exc, OSError))
-        self._force_close(exc)
-
-    def _force_close(self, exc: BaseException | None) -> None:
-        if self._conn_lost:
-            return
-        if self._buffer:
-            self._buffer = _NO_BUFFER
-            self._buffer_size = 0
-            self._corked = False
-            self._loop.unwatch_writable(self._fd)
-        if not self._closing:
-            self._closing = True
-            self._stop_reading()
-        self._conn_lost += 1
-        self._loop.call_soon(self._call_connection_lost, exc)
-
-    def _call_connection_lost(self, exc: BaseException | None) -> None:
-        if self._sock_closed:
-            return
-        try:
-            self._protocol.connection_lost(exc)
-        finally:
-            self._sock_closed = True
-            if not self._loop.is_closed():
-                self._loop.release_fd(self._fd, self)
-            if self._sockname is _UNKNOWN:
-                # Last chance: asyncio answers it after the close too.
-                self._sockname = self._ask_sockname()
-            self._sock.close()
-            # Break the protocol <-> transport cycle so both die by refcount.
-            self._protocol = None
-            server = self._server
-            if server is not None:
-                self._server = None
-                server._detach(self._fd, self)
-            self._wake_empty_waiter(ConnectionError("Connection is closed by peer"))
+        if not engine.sock_closed:
+            self._loop.claim_fd(engine.fd, self)
