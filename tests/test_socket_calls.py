@@ -11,6 +11,7 @@ same result, same exception type and errno.
 from __future__ import annotations
 
 import errno
+import functools
 import random
 import select
 import socket
@@ -308,3 +309,95 @@ def test_the_first_call_works_with_no_descriptor_to_spare() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:2] == ["still here", " and after"]
+
+
+# recv_sized and send_count: the variants the stream engine calls (a C size in,
+# a C count out when compiled).  The same situations as above, each compared
+# with the socket method.
+
+
+@pytest.mark.parametrize("size", [1, 1024, 256 * 1024, 256 * 1024 + 1, 0, -1, 1 << 70])
+def test_recv_sized_is_recv(pair: tuple[socket.socket, socket.socket], size: int) -> None:
+    a, b = pair
+    asked = max(size, 1)  # nothing there yet: would block (or refuse the size) alike
+    assert outcome(lambda: backends.recv_sized(a, asked)) == outcome(lambda: a.recv(asked))
+    payload = bytes(range(256)) * 8
+    b.sendall(payload)
+    b.shutdown(socket.SHUT_WR)
+    got = outcome(lambda: backends.recv_sized(a, size))
+    if got[0] == "error":  # a size the method refuses: refused alike, nothing consumed
+        assert got == outcome(lambda: a.recv(size))
+        assert a.recv(4096) == payload
+    else:
+        assert got == ("ok", payload[:size])
+        assert a.recv(4096) == payload[size:]
+    assert backends.recv_sized(a, 100) == b""  # end of stream
+
+
+def test_send_count_is_send(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    for data in (b"bytes", bytearray(b"bytearray"), memoryview(b"memoryview")[3:], b""):
+        assert backends.send_count(a, data) == len(bytes(data))
+    assert b.recv(100) == b"bytesbytearrayoryview"
+    bad_data: tuple[Any, ...] = ("text", 12, memoryview(b"abcdef")[::2], None)
+    for bad in bad_data:
+        ours = outcome(functools.partial(backends.send_count, a, bad))
+        assert ours == outcome(functools.partial(a.send, bad))
+        assert ours[0] == "error"
+    chunk = b"z" * (1 << 20)
+    sent = 0
+    while (result := outcome(lambda: backends.send_count(a, chunk)))[0] == "ok":
+        assert 0 < result[1] <= len(chunk)
+        sent += result[1]
+    assert result == outcome(lambda: a.send(chunk))
+    assert result[1][0] is BlockingIOError
+    received = 0
+    while received < sent:
+        select.select([b], [], [], 5)
+        received += len(b.recv(1 << 20))
+    assert received == sent
+
+
+def test_send_count_and_recv_sized_fail_as_the_methods_do() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.close()
+    with a:
+        assert outcome(lambda: backends.send_count(a, b"x")) == outcome(lambda: a.send(b"x"))
+        assert outcome(lambda: backends.send_count(a, b"x"))[1] == (BrokenPipeError, errno.EPIPE)
+    assert outcome(lambda: backends.send_count(a, b"x")) == ("error", (OSError, errno.EBADF))
+    assert outcome(lambda: backends.recv_sized(a, 10)) == ("error", (OSError, errno.EBADF))
+    client, server = tcp_pair()
+    with client, server:
+        client.send(b"unread")
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        select.select([client], [], [], 5)
+        assert outcome(lambda: backends.recv_sized(client, 10)) == (
+            "error",
+            (ConnectionResetError, errno.ECONNRESET),
+        )
+
+
+def test_send_count_and_recv_sized_keep_a_subclass_methods() -> None:
+    calls: list[str] = []
+
+    class Recording(socket.socket):
+        def recv(self, size: int, flags: int = 0) -> bytes:
+            calls.append("recv")
+            return super().recv(size, flags)
+
+        def send(self, data: Any, flags: int = 0) -> int:
+            calls.append("send")
+            return super().send(data, flags)
+
+    a, b = socket.socketpair()
+    with a, b:
+        sock = Recording(fileno=a.detach())
+        with sock:
+            sock.setblocking(False)
+            assert backends.send_count(sock, b"ping") == 4
+            assert b.recv(10) == b"ping"
+            b.send(b"pong")
+            assert backends.recv_sized(sock, 10) == b"pong"
+    assert calls == ["send", "recv"]

@@ -26,9 +26,9 @@ COMPILED: bool = load_modules(
 # functions; interpreted, syscalls' one-line wrappers of the socket methods,
 # which socket_calls would only wrap once more (a Python frame per call).
 if COMPILED:
-    from .socket_calls import recv, recv_into, send
+    from .socket_calls import recv, recv_into, recv_sized, send, send_count
 else:
-    from .syscalls import recv, recv_into, send
+    from .syscalls import recv, recv_into, recv_sized, send, send_count
 
 __all__ = [
     "COMPILED",
@@ -43,7 +43,9 @@ __all__ = [
     "create_backend",
     "recv",
     "recv_into",
+    "recv_sized",
     "send",
+    "send_count",
 ]
 
 

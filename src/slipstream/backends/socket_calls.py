@@ -17,12 +17,17 @@ from typing import Any
 
 from . import syscalls
 
-__all__ = ["recv", "recv_into", "send"]
+__all__ = ["recv", "recv_into", "recv_sized", "send", "send_count"]
 
 
 def recv(sock: socket.socket, size: int) -> bytes:
     """``sock.recv(size)``."""
     return syscalls.recv(sock, size)
+
+
+def recv_sized(sock: socket.socket, size: int) -> bytes:
+    """``sock.recv(size)``, through the variant that takes a C size (the stream engine's)."""
+    return syscalls.recv_sized(sock, size)
 
 
 def recv_into(sock: socket.socket, buffer: Any) -> int:
@@ -33,3 +38,8 @@ def recv_into(sock: socket.socket, buffer: Any) -> int:
 def send(sock: socket.socket, data: Any) -> int:
     """``sock.send(data)``."""
     return syscalls.send(sock, data)
+
+
+def send_count(sock: socket.socket, data: Any) -> int:
+    """``sock.send(data)``, through the variant that gives a C count (the stream engine's)."""
+    return syscalls.send_count(sock, data)

@@ -158,8 +158,9 @@ cdef extern from *:
         return PyLong_FromSsize_t(n);
     }
 
-    /* send() of a bytes-like object (what send() accepts). */
-    static PyObject *slipstream_send(int fd, PyObject *data) {
+    /* send() of a bytes-like object (what send() accepts): the count sent,
+       or -1 with an exception set. */
+    static Py_ssize_t slipstream_send_count(int fd, PyObject *data) {
         Py_buffer view;
         const char *start;
         Py_ssize_t length;
@@ -170,7 +171,7 @@ cdef extern from *:
             length = PyBytes_GET_SIZE(data);
         } else {
             if (PyObject_GetBuffer(data, &view, PyBUF_SIMPLE) < 0)
-                return NULL;
+                return -1;
             viewed = 1;
             start = (const char *)view.buf;
             length = view.len;
@@ -183,17 +184,24 @@ cdef extern from *:
             if (error != EINTR) {
                 if (viewed)
                     PyBuffer_Release(&view);
-                return slipstream_errno_error(error);
+                slipstream_errno_error(error);
+                return -1;
             }
             if (PyErr_CheckSignals() < 0) {
                 if (viewed)
                     PyBuffer_Release(&view);
-                return NULL;
+                return -1;
             }
         }
         if (viewed)
             PyBuffer_Release(&view);
-        return PyLong_FromSsize_t(n);
+        return (Py_ssize_t)n;
+    }
+
+    /* The same, as send() returns it: an int object. */
+    static PyObject *slipstream_send(int fd, PyObject *data) {
+        Py_ssize_t n = slipstream_send_count(fd, data);
+        return n < 0 ? NULL : PyLong_FromSsize_t(n);
     }
 
     /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result.
@@ -255,6 +263,7 @@ cdef extern from *:
     object slipstream_recv_into(int fd, object buffer)
     bint slipstream_writable(object buffer)
     object slipstream_send(int fd, object data)
+    Py_ssize_t slipstream_send_count(int fd, object data) except -1
     object slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout)
     const int SIZEOF_EPOLL_EVENT "sizeof(struct epoll_event)"
 
@@ -311,6 +320,12 @@ cdef inline object recv(object sock, object size):
     return sock.recv(size)
 
 
+cdef inline object recv_sized(object sock, Py_ssize_t size):
+    if 0 < size <= 0x7fffffff and _direct(sock):
+        return slipstream_recv_bytes(slipstream_socket_fd(sock), size)
+    return sock.recv(size)
+
+
 cdef inline object recv_into(object sock, object buffer):
     if _direct(sock) and slipstream_writable(buffer):
         return slipstream_recv_into(slipstream_socket_fd(sock), buffer)
@@ -320,6 +335,12 @@ cdef inline object recv_into(object sock, object buffer):
 cdef inline object send(object sock, object data):
     if _direct(sock):
         return slipstream_send(slipstream_socket_fd(sock), data)
+    return sock.send(data)
+
+
+cdef inline Py_ssize_t send_count(object sock, object data) except -1:
+    if _direct(sock):
+        return slipstream_send_count(slipstream_socket_fd(sock), data)
     return sock.send(data)
 
 

@@ -38,11 +38,24 @@ import select
 import socket
 from typing import Any
 
-__all__ = ["epoll_buffer", "epoll_wait", "recv", "recv_into", "send"]
+__all__ = [
+    "epoll_buffer",
+    "epoll_wait",
+    "recv",
+    "recv_into",
+    "recv_sized",
+    "send",
+    "send_count",
+]
 
 
 def recv(sock: socket.socket, size: int) -> bytes:
     """``sock.recv(size)``."""
+    return sock.recv(size)
+
+
+def recv_sized(sock: socket.socket, size: int) -> bytes:
+    """``sock.recv(size)``, for a caller that holds ``size`` as a C integer when compiled."""
     return sock.recv(size)
 
 
@@ -53,6 +66,11 @@ def recv_into(sock: socket.socket, buffer: Any) -> int:
 
 def send(sock: socket.socket, data: Any) -> int:
     """``sock.send(data)``."""
+    return sock.send(data)
+
+
+def send_count(sock: socket.socket, data: Any) -> int:
+    """``sock.send(data)``, for a caller that keeps the count as a C integer when compiled."""
     return sock.send(data)
 
 

@@ -201,7 +201,7 @@ class StreamEngine:
         """The descriptor is readable and the protocol is a Protocol."""
         size = self.read_size
         try:
-            data = syscalls.recv(self.sock, size)
+            data = syscalls.recv_sized(self.sock, size)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -305,7 +305,7 @@ class StreamEngine:
         ):
             self.wrote_since_read = True
             try:
-                sent = syscalls.send(self.sock, data)
+                sent = syscalls.send_count(self.sock, data)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
@@ -392,7 +392,7 @@ class StreamEngine:
         buffer = self.buffer
         try:
             if len(buffer) == 1:
-                sent = syscalls.send(self.sock, buffer[0])
+                sent = syscalls.send_count(self.sock, buffer[0])
             elif len(buffer) <= _IOV_MAX:
                 sent = self.sock.sendmsg(buffer)
             else:
