@@ -4,7 +4,7 @@ How bytes move is :mod:`.stream_engine`'s business: the transport here is the
 :class:`asyncio.Transport` that protocols see, and it hands every call that
 moves bytes to its :class:`~.stream_engine.StreamEngine` (compiled where
 ``pip install`` had a C compiler).  ``transport.write`` is the engine's own
-``write``, bound on the instance, so a write costs no forwarding frame; the
+``write``, held in a slot of the transport, so a write costs no forwarding frame; the
 loop's readiness handles call the engine directly.  What stays here is what
 asyncio's transport API adds around the bytes: the extra info, the repr, the
 unclosed-transport warning, the server's bookkeeping and the hand-over of
@@ -25,8 +25,8 @@ guessed.  Three things used to dominate, and none is needed until used:
   preallocates a block of 64 slots), more than the rest of the transport.
   Most writes go straight to the kernel, so the deque is made only when a
   write has to wait, and dropped again once the buffer drains; in between
-  ``_buffer`` is an empty tuple, which every "is anything buffered?" test
-  treats the same.
+  the engine's ``buffer`` is an empty tuple, which every "is anything
+  buffered?" test treats the same.
 * **The extra info.**  asyncio fills a dict with ``socket``, ``sockname`` and
   ``peername`` up front: a dict, a ``TransportSocket``, an address tuple, and
   a ``getsockname()`` system call per connection.  Here the peer's address is
