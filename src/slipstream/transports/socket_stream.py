@@ -128,16 +128,17 @@ class SocketTransport(asyncio.Transport):
     _start_tls_compatible = True
     _sendfile_compatible = SendfileMode.TRY_NATIVE
 
-    # write and writelines are slots, filled with the engine's own methods in
-    # __init__: so ``transport.write(data)`` is a slot load, which CPython
-    # specialises to a few instructions (an instance attribute shadowing the
-    # method that asyncio.WriteTransport defines is not specialised and cost
-    # ~400 instructions per call), then one call of the engine's method --
-    # C, on a compiled build -- with no frame of ours in between.
-    __slots__ = ("__dict__", "__weakref__", "write", "writelines")
+    # write is a slot, filled with the engine's own method in __init__: so
+    # ``transport.write(data)`` is a slot load, which CPython specialises to
+    # a few instructions (an instance attribute shadowing the method that
+    # asyncio.WriteTransport defines is not specialised and cost ~400
+    # instructions per call), then one call of the engine's method -- C, on
+    # a compiled build -- with no frame of ours in between.  (writelines,
+    # rarer, is an ordinary method: each bound method kept costs an idle
+    # connection 72 bytes.)
+    __slots__ = ("__dict__", "__weakref__", "write")
     # (mypy has no word for "a slot holding a callable overrides a method".)
     write: Callable[[bytes | bytearray | memoryview[Any]], None]  # type: ignore[assignment]
-    writelines: Callable[[Iterable[bytes | bytearray | memoryview[Any]]], None]  # type: ignore[assignment]
 
     _loop: CoreLoop
     _engine: StreamEngine  # (no class default: a shadowed attribute is a slow load)
@@ -183,7 +184,6 @@ class SocketTransport(asyncio.Transport):
             read_sizes = (SMALL_READ, self.max_size)
         self._engine = engine = StreamEngine(loop, sock, self, self._socket_closed, read_sizes)
         self.write = engine.write
-        self.writelines = engine.writelines
         engine.set_protocol(protocol)
         self._server = server
         fd = engine.fd
@@ -264,6 +264,10 @@ class SocketTransport(asyncio.Transport):
             _warn(message, ResourceWarning, source=self)
 
     # -- the engine's, as asyncio's transport API -------------------------------------
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview[Any]]) -> None:
+        """Write every buffer of ``list_of_data``, as one ``write`` of their concatenation."""
+        self._engine.writelines(list_of_data)
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
         """Switch protocols (a Protocol and a BufferedProtocol are both fine)."""
