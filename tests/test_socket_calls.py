@@ -208,7 +208,14 @@ def test_a_blocking_socket_still_waits_for_data() -> None:
             timer.join()
 
 
-def test_a_socket_subclass_keeps_its_own_methods() -> None:
+@pytest.mark.parametrize(
+    ("recv", "send"),
+    [(backends.recv, backends.send), (backends.recv_sized, backends.send_count)],
+    ids=["recv-send", "recv_sized-send_count"],
+)
+def test_a_socket_subclass_keeps_its_own_methods(
+    recv: Callable[[socket.socket, int], bytes], send: Callable[[socket.socket, Any], int]
+) -> None:
     calls: list[str] = []
 
     class Recording(socket.socket):
@@ -225,10 +232,10 @@ def test_a_socket_subclass_keeps_its_own_methods() -> None:
         sock = Recording(fileno=a.detach())
         with sock:
             sock.setblocking(False)
-            assert backends.send(sock, b"ping") == 4
+            assert send(sock, b"ping") == 4
             assert b.recv(10) == b"ping"
             b.send(b"pong")
-            assert backends.recv(sock, 10) == b"pong"
+            assert recv(sock, 10) == b"pong"
     assert calls == ["send", "recv"]
 
 
@@ -377,27 +384,3 @@ def test_send_count_and_recv_sized_fail_as_the_methods_do() -> None:
             "error",
             (ConnectionResetError, errno.ECONNRESET),
         )
-
-
-def test_send_count_and_recv_sized_keep_a_subclass_methods() -> None:
-    calls: list[str] = []
-
-    class Recording(socket.socket):
-        def recv(self, size: int, flags: int = 0) -> bytes:
-            calls.append("recv")
-            return super().recv(size, flags)
-
-        def send(self, data: Any, flags: int = 0) -> int:
-            calls.append("send")
-            return super().send(data, flags)
-
-    a, b = socket.socketpair()
-    with a, b:
-        sock = Recording(fileno=a.detach())
-        with sock:
-            sock.setblocking(False)
-            assert backends.send_count(sock, b"ping") == 4
-            assert b.recv(10) == b"ping"
-            b.send(b"pong")
-            assert backends.recv_sized(sock, 10) == b"pong"
-    assert calls == ["send", "recv"]

@@ -27,7 +27,7 @@ from typing import Any
 
 from .errors import report_error
 
-__all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "compute_water_marks"]
+__all__ = ["DEFAULT_HIGH_WATER", "WriteFlowControl", "compute_water_marks", "tell_protocol"]
 
 # asyncio's defaults: pause above 64 KiB buffered, resume at 16 KiB.
 DEFAULT_HIGH_WATER = 64 * 1024
@@ -84,29 +84,29 @@ class WriteFlowControl:
         if self._protocol_paused or self.get_write_buffer_size() <= self._high_water:
             return
         self._protocol_paused = True
-        try:
-            self._protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report_protocol_error("protocol.pause_writing() failed", exc)
+        tell_protocol(self._loop, self, self._protocol, resume=False)
 
     def _maybe_resume_protocol(self) -> None:
         """Call ``protocol.resume_writing()`` if paused and drained to the low mark."""
         if not self._protocol_paused or self.get_write_buffer_size() > self._low_water:
             return
         self._protocol_paused = False
-        try:
-            self._protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._report_protocol_error("protocol.resume_writing() failed", exc)
+        tell_protocol(self._loop, self, self._protocol, resume=True)
 
-    def _report_protocol_error(self, message: str, exc: BaseException) -> None:
-        # A protocol's flow-control callback has no caller to raise into: the
-        # transport keeps going and the error goes to the loop's handler.
-        loop = self._loop
-        if loop is None:  # the transport is already fully closed
-            return
-        report_error(loop, message, exc, self, self._protocol)
+
+def tell_protocol(loop: Any, transport: object, protocol: Any, *, resume: bool) -> None:
+    """Call ``protocol.pause_writing()``, or ``resume_writing()``: the flow-control news.
+
+    For any transport that keeps its own marks (the mixin above, the stream
+    socket's engine).  The callback has no caller to raise into: the
+    transport keeps going and an error goes to the loop's exception handler
+    (none once the transport is fully closed and ``loop`` is None).
+    """
+    name = "resume_writing" if resume else "pause_writing"
+    try:
+        getattr(protocol, name)()
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except BaseException as exc:
+        if loop is not None:
+            report_error(loop, f"protocol.{name}() failed", exc, transport, protocol)

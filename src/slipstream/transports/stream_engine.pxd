@@ -59,7 +59,6 @@ cdef class StreamEngine:
 
     cpdef maybe_pause_protocol(self)
     cpdef maybe_resume_protocol(self)
-    cpdef report_protocol_error(self, message, exc)
     cpdef wake_empty_waiter(self, exc)
     cpdef close(self)
     cpdef fatal_error(self, exc, message)

@@ -73,8 +73,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..backends import syscalls
 from ..core.errors import logger
-from .errors import report_error, report_fatal_error
-from .flow import DEFAULT_HIGH_WATER
+from .errors import report_fatal_error
+from .flow import DEFAULT_HIGH_WATER, tell_protocol
 
 if TYPE_CHECKING:
     from ..core import CoreLoop
@@ -460,29 +460,14 @@ class StreamEngine:
         if self.protocol_paused or self.buffer_size <= self.high_water:
             return
         self.protocol_paused = True
-        try:
-            self.protocol.pause_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.report_protocol_error("protocol.pause_writing() failed", exc)
+        tell_protocol(self.loop, self.transport, self.protocol, resume=False)
 
     def maybe_resume_protocol(self) -> None:
         """Call ``protocol.resume_writing()`` if paused and drained to the low mark."""
         if not self.protocol_paused or self.buffer_size > self.low_water:
             return
         self.protocol_paused = False
-        try:
-            self.protocol.resume_writing()
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self.report_protocol_error("protocol.resume_writing() failed", exc)
-
-    def report_protocol_error(self, message: str, exc: BaseException) -> None:
-        # A flow-control callback has no caller to raise into: the transport
-        # keeps going and the error goes to the loop's handler.
-        report_error(self.loop, message, exc, self.transport, self.protocol)
+        tell_protocol(self.loop, self.transport, self.protocol, resume=True)
 
     # -- sendfile's hand-over (see SocketTransport.begin_sendfile) -------------------
 
