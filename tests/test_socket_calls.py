@@ -105,7 +105,10 @@ def test_calls_on_a_closed_socket_fail_with_ebadf() -> None:
     )
 
 
-def test_a_reset_connection_raises_connection_reset() -> None:
+@pytest.mark.parametrize("recv", [backends.recv, backends.recv_sized], ids=["recv", "recv_sized"])
+def test_a_reset_connection_raises_connection_reset(
+    recv: Callable[[socket.socket, int], bytes],
+) -> None:
     client, server = tcp_pair()
     with client, server:
         client.send(b"unread")
@@ -113,7 +116,7 @@ def test_a_reset_connection_raises_connection_reset() -> None:
         server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         server.close()
         select.select([client], [], [], 5)
-        assert outcome(lambda: backends.recv(client, 10)) == (
+        assert outcome(lambda: recv(client, 10)) == (
             "error",
             (ConnectionResetError, errno.ECONNRESET),
         )
@@ -374,13 +377,3 @@ def test_send_count_and_recv_sized_fail_as_the_methods_do() -> None:
         assert outcome(lambda: backends.send_count(a, b"x"))[1] == (BrokenPipeError, errno.EPIPE)
     assert outcome(lambda: backends.send_count(a, b"x")) == ("error", (OSError, errno.EBADF))
     assert outcome(lambda: backends.recv_sized(a, 10)) == ("error", (OSError, errno.EBADF))
-    client, server = tcp_pair()
-    with client, server:
-        client.send(b"unread")
-        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        server.close()
-        select.select([client], [], [], 5)
-        assert outcome(lambda: backends.recv_sized(client, 10)) == (
-            "error",
-            (ConnectionResetError, errno.ECONNRESET),
-        )
