@@ -39,11 +39,13 @@ import socket
 from typing import Any
 
 __all__ = [
+    "RECYCLES",
     "epoll_buffer",
     "epoll_wait",
     "recv",
     "recv_into",
     "recv_sized",
+    "recycle",
     "send",
     "send_count",
 ]
@@ -57,6 +59,19 @@ def recv(sock: socket.socket, size: int) -> bytes:
 def recv_sized(sock: socket.socket, size: int) -> bytes:
     """``sock.recv(size)``, for a caller that holds ``size`` as a C integer when compiled."""
     return sock.recv(size)
+
+
+RECYCLES = False
+"""Whether :func:`recycle` does anything: interpreted it does not, so callers skip the call."""
+
+
+def recycle(data: bytes) -> None:
+    """Give back what :func:`recv_sized` returned, once its reader is done with it.
+
+    Interpreted, nothing.  Compiled, a short read's bytes object that nobody
+    else holds any more becomes the one the next short read is copied into,
+    which saves its allocation (see ``slipstream_recv_recycle`` in the ``.pxd``).
+    """
 
 
 def recv_into(sock: socket.socket, buffer: Any) -> int:
@@ -88,3 +103,4 @@ def epoll_wait(
     what :func:`epoll_buffer` returned for at least ``maxevents``.
     """
     return epoll.poll(timeout, maxevents)
+

@@ -226,6 +226,11 @@ class StreamEngine:
             raise
         except BaseException as exc:
             self.fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        # If data_received() kept no reference, the next read may reuse it.
+        # (Interpreted there is nothing to gain and the call would cost a
+        # frame: RECYCLES is a C constant compiled, False otherwise.)
+        if syscalls.RECYCLES:
+            syscalls.recycle(data)
 
     def read_into_buffer(self) -> None:
         """The descriptor is readable and the protocol is a BufferedProtocol."""
