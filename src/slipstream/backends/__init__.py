@@ -15,7 +15,18 @@ import os
 import select
 
 from ..accelerate import load_modules
-from .base import ERROR, HANGUP, READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend
+from .base import (
+    ERROR,
+    HANGUP,
+    READ_EVENTS,
+    READABLE,
+    WRITABLE,
+    WRITE_EVENTS,
+    IOBackend,
+    PollingBackend,
+    collect_ready,
+    poll_ready_of,
+)
 
 COMPILED: bool = load_modules(
     __name__, ("socket_calls", "epoll") if hasattr(select, "epoll") else ("socket_calls",)
@@ -39,8 +50,11 @@ __all__ = [
     "WRITABLE",
     "WRITE_EVENTS",
     "IOBackend",
+    "PollingBackend",
     "available_backends",
+    "collect_ready",
     "create_backend",
+    "poll_ready_of",
     "recv",
     "recv_into",
     "recv_sized",

@@ -3,7 +3,12 @@
 A backend knows nothing about callbacks, handles or transports.  It keeps one
 interest mask per file descriptor and answers one question: which descriptors
 became ready, waiting at most ``timeout`` seconds.  The loop core owns the
-fd -> callback maps and does the dispatching.  A new mechanism (io_uring, a
+fd -> callback maps.  It asks the question as ``poll_ready``, handing the
+backend those maps (opaque values to it) and the list to append the ready ones
+to: a compiled backend then never builds the ``(fd, events)`` pairs of
+``poll`` only to have them taken apart (see ``epoll_wait_ready`` in
+``syscalls``); a backend that has only ``poll`` gets the same from
+:func:`collect_ready`.  A new mechanism (io_uring, a
 compiled epoll) is a new module implementing :class:`IOBackend`, not an edit of
 the loop.
 
@@ -14,7 +19,10 @@ backends hand the kernel's masks through untouched; other backends translate.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
 
 READABLE = 0x001
 """Interest in, or readiness for, reading."""
@@ -32,8 +40,11 @@ READ_EVENTS = READABLE | ERROR | HANGUP | INVALID
 WRITE_EVENTS = WRITABLE | ERROR | HANGUP | INVALID
 
 
-class IOBackend(Protocol):
-    """What the loop core needs from a readiness mechanism."""
+class PollingBackend(Protocol):
+    """The least a readiness mechanism must offer the loop: :class:`IOBackend` but ``poll_ready``.
+
+    (The loop makes ``poll_ready`` of ``poll`` for such a backend: :func:`poll_ready_of`.)
+    """
 
     name: str
 
@@ -54,3 +65,63 @@ class IOBackend(Protocol):
 
     def close(self) -> None:
         """Release the backend's kernel resources."""
+
+
+@runtime_checkable
+class IOBackend(PollingBackend, Protocol):
+    """What the loop core needs from a readiness mechanism."""
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, T],
+        writers: dict[int, T],
+        ready: list[T],
+    ) -> int:
+        """Wait as :meth:`poll` does, and dispatch at once; return the number of events.
+
+        For each ``(fd, events)`` that :meth:`poll` would have returned, in
+        order: if ``events`` has a bit of ``READ_EVENTS``, ``readers[fd]`` is
+        appended to ``ready`` (when ``fd`` is in ``readers``), then likewise
+        ``writers[fd]`` for ``WRITE_EVENTS``.  :func:`collect_ready` is this
+        in terms of :meth:`poll`.
+        """
+        ...
+
+
+def collect_ready(
+    events: list[tuple[int, int]],
+    readers: dict[int, T],
+    writers: dict[int, T],
+    ready: list[T],
+) -> int:
+    """Dispatch :meth:`IOBackend.poll`'s ``events`` as :meth:`IOBackend.poll_ready` does."""
+    for fd, mask in events:
+        if mask & READ_EVENTS:
+            handle = readers.get(fd)
+            if handle is not None:
+                ready.append(handle)
+        if mask & WRITE_EVENTS:
+            handle = writers.get(fd)
+            if handle is not None:
+                ready.append(handle)
+    return len(events)
+
+
+def poll_ready_of(
+    backend: PollingBackend,
+) -> Callable[[float | None, dict[int, T], dict[int, T], list[T]], int]:
+    """``backend.poll_ready``, or the same made of its ``poll`` if it has none.
+
+    (A backend written before ``poll_ready`` joined the interface still works.)
+    """
+    if isinstance(backend, IOBackend):
+        return backend.poll_ready
+    poll = backend.poll
+
+    def via_poll(
+        timeout: float | None, readers: dict[int, T], writers: dict[int, T], ready: list[T]
+    ) -> int:
+        return collect_ready(poll(timeout), readers, writers, ready)
+
+    return via_poll

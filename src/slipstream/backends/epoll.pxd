@@ -7,6 +7,8 @@ cimport cython
 from . cimport syscalls
 
 cdef object _ONESHOT
+cdef unsigned int _READ_EVENTS
+cdef unsigned int _WRITE_EVENTS
 cdef double _MAX_TIMEOUT
 cdef Py_ssize_t _TRANSIENT_POLLS
 
@@ -25,3 +27,9 @@ cdef class EpollBackend:
 
     @cython.locals(events=list, armed=set, fired=set)
     cpdef list poll(self, object timeout)
+
+    @cython.locals(count=int)
+    cpdef int poll_ready(self, object timeout, dict readers, dict writers, list ready) except -1
+
+    cdef double _begin_poll(self, object timeout) except? -2.0
+    cdef _end_poll(self, int count)

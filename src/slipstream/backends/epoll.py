@@ -62,15 +62,20 @@ from __future__ import annotations
 
 import errno
 import select
+from typing import TypeVar
 
 from . import syscalls
-from .base import READABLE, WRITABLE
+from .base import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS
+
+T = TypeVar("T")
 
 # The largest timeout epoll_wait accepts is INT_MAX milliseconds; asyncio caps
 # its own at a day, and so do we, which keeps the conversion from overflowing.
 _MAX_TIMEOUT = 24 * 3600.0
 
 _ONESHOT = select.EPOLLONESHOT
+_READ_EVENTS = READ_EVENTS
+_WRITE_EVENTS = WRITE_EVENTS
 
 # A watch removed and added again within this many polls is a short-lived one.
 _TRANSIENT_POLLS = 2
@@ -179,18 +184,11 @@ class EpollBackend:
         self._parked.discard(fd)
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
-        if self._fired:
-            self._rearm_lasting()
-        if timeout is None:
-            timeout = -1.0
-        elif timeout > _MAX_TIMEOUT:
-            timeout = _MAX_TIMEOUT
         # The timeout is rounded up to whole milliseconds, so a timer is never
         # woken for early.  EINTR runs the signal handlers (PEP 475).
         events = syscalls.epoll_wait(
-            self._epoll, self._epfd, self._buffer, timeout, self._maxevents
+            self._epoll, self._epfd, self._buffer, self._begin_poll(timeout), self._maxevents
         )
-        self._polls += 1
         if self._armed:
             armed = self._armed
             fired = self._fired
@@ -198,10 +196,47 @@ class EpollBackend:
                 if fd in armed:
                     armed.discard(fd)
                     fired.add(fd)
-        if len(events) == self._maxevents:
+        self._end_poll(len(events))
+        return events
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, T],
+        writers: dict[int, T],
+        ready: list[T],
+    ) -> int:
+        # poll() and collect_ready() in one, with the armed -> fired records
+        # kept on the way; compiled, straight from the kernel's event array.
+        count = syscalls.epoll_wait_ready(
+            self._epoll,
+            self._epfd,
+            self._buffer,
+            self._begin_poll(timeout),
+            self._maxevents,
+            _READ_EVENTS,
+            _WRITE_EVENTS,
+            readers,
+            writers,
+            ready,
+            self._armed,
+            self._fired,
+        )
+        self._end_poll(count)
+        return count
+
+    def _begin_poll(self, timeout: float | None) -> float:
+        if self._fired:
+            self._rearm_lasting()
+        if timeout is None:
+            return -1.0
+        return _MAX_TIMEOUT if timeout > _MAX_TIMEOUT else timeout
+
+    def _end_poll(self, count: int) -> None:
+        self._polls += 1
+        if count == self._maxevents:
             self._maxevents *= 2
             self._buffer = syscalls.epoll_buffer(self._maxevents)
-        return events
 
     def _rearm_lasting(self) -> None:
         # Reported last time and still wanted: a lasting watcher after all.

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import selectors
+from typing import TypeVar
 
-from .base import READABLE, WRITABLE
+from .base import READABLE, WRITABLE, collect_ready
+
+T = TypeVar("T")
 
 _MAX_TIMEOUT = 24 * 3600.0
 
@@ -51,6 +54,15 @@ class SelectorBackend:
                 events |= WRITABLE
             result.append((key.fd, events))
         return result
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, T],
+        writers: dict[int, T],
+        ready: list[T],
+    ) -> int:
+        return collect_ready(self.poll(timeout), readers, writers, ready)
 
     def close(self) -> None:
         self._selector.close()

@@ -273,16 +273,15 @@ cdef extern from *:
         return n < 0 ? NULL : PyLong_FromSsize_t(n);
     }
 
-    /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result.
+    /* epoll_wait() into buffer: the number of events, or -1 with an exception set.
        A first zero-timeout wait keeps the GIL: on a busy loop it nearly always
        finds events, and releasing and re-taking the GIL costs more than the
        system call.  Only a wait that may sleep lets other threads run.  EINTR
        runs the signal handlers and returns no events (the loop comes back with
        a fresh timeout), where epoll.poll would retry itself. */
-    static PyObject *slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout) {
+    static int slipstream_epoll_wait_count(int epfd, char *buffer, int maxevents, double timeout) {
         struct epoll_event *events = (struct epoll_event *)buffer;
-        PyObject *result, *pair;
-        int n, i, error = 0, milliseconds;
+        int n, error = 0, milliseconds;
         if (timeout < 0)
             milliseconds = -1;
         else  /* rounded up, as epoll.poll does: never woken before a timer is due */
@@ -298,12 +297,24 @@ cdef extern from *:
             error = errno;
         }
         if (n < 0) {
-            if (error != EINTR)
-                return slipstream_errno_error(error);
+            if (error != EINTR) {
+                slipstream_errno_error(error);
+                return -1;
+            }
             if (PyErr_CheckSignals() < 0)
-                return NULL;
+                return -1;
             n = 0;
         }
+        return n;
+    }
+    /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result. */
+    static PyObject *slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout) {
+        struct epoll_event *events = (struct epoll_event *)buffer;
+        PyObject *result, *pair;
+        int n, i;
+        n = slipstream_epoll_wait_count(epfd, buffer, maxevents, timeout);
+        if (n < 0)
+            return NULL;
         result = PyList_New(n);
         if (result == NULL)
             return NULL;
@@ -323,6 +334,56 @@ cdef extern from *:
         }
         return result;
     }
+    /* epoll_wait() straight into the loop's ready list (see epoll_wait_ready in
+       syscalls.py for what it does).  Building the list of pairs, then taking
+       each apart, was ~400 instructions per event of the ~750 a readiness
+       cost the loop (a tuple and its deallocation, the unpacking, the list):
+       here an event costs an int (cached below 257), a dict lookup and an
+       append.  The number of events, or -1 with an exception set. */
+    static int slipstream_epoll_wait_ready(int epfd, char *buffer, int maxevents, double timeout,
+                                           unsigned int read_events, unsigned int write_events,
+                                           PyObject *readers, PyObject *writers, PyObject *ready,
+                                           PyObject *armed, PyObject *fired) {
+        struct epoll_event *events = (struct epoll_event *)buffer;
+        PyObject *key, *handle;
+        unsigned int mask;
+        int n, i, found;
+        n = slipstream_epoll_wait_count(epfd, buffer, maxevents, timeout);
+        for (i = 0; i < n; i++) {
+            mask = events[i].events;
+            key = PyLong_FromLong(events[i].data.fd);
+            if (key == NULL)
+                return -1;
+            if (PySet_GET_SIZE(armed)) {
+                found = PySet_Discard(armed, key);
+                if (found < 0 || (found && PySet_Add(fired, key) < 0))
+                    goto error;
+            }
+            if (mask & read_events) {
+                handle = PyDict_GetItemWithError(readers, key);
+                if (handle != NULL) {
+                    if (PyList_Append(ready, handle) < 0)
+                        goto error;
+                } else if (PyErr_Occurred()) {
+                    goto error;
+                }
+            }
+            if (mask & write_events) {
+                handle = PyDict_GetItemWithError(writers, key);
+                if (handle != NULL) {
+                    if (PyList_Append(ready, handle) < 0)
+                        goto error;
+                } else if (PyErr_Occurred()) {
+                    goto error;
+                }
+            }
+            Py_DECREF(key);
+        }
+        return n;
+    error:
+        Py_DECREF(key);
+        return -1;
+    }
     """
     int slipstream_socket_layout
     PyObject *slipstream_socket_class
@@ -336,6 +397,10 @@ cdef extern from *:
     object slipstream_send(int fd, object data)
     Py_ssize_t slipstream_send_count(int fd, object data) except -1
     object slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout)
+    int slipstream_epoll_wait_ready(int epfd, char *buffer, int maxevents, double timeout,
+                                    unsigned int read_events, unsigned int write_events,
+                                    dict readers, dict writers, list ready,
+                                    set armed, set fired) except -1
     const int SIZEOF_EPOLL_EVENT "sizeof(struct epoll_event)"
 
 
@@ -438,3 +503,17 @@ cdef inline object epoll_wait(object epoll, int epfd, object buffer, double time
     if type(buffer) is not bytearray or PyByteArray_GET_SIZE(buffer) < <Py_ssize_t>SIZEOF_EPOLL_EVENT * maxevents:
         raise ValueError("epoll_wait() needs the buffer epoll_buffer() made for maxevents")
     return slipstream_epoll_wait(epfd, PyByteArray_AS_STRING(buffer), maxevents, timeout)
+
+
+cdef inline int epoll_wait_ready(object epoll, int epfd, object buffer, double timeout,
+                                 int maxevents, unsigned int read_events,
+                                 unsigned int write_events, dict readers, dict writers,
+                                 list ready, set armed, set fired) except -1:
+    if epfd < 0:  # closed: the method raises what it raises for a closed epoll
+        epoll.poll(timeout, maxevents)
+        return 0
+    if type(buffer) is not bytearray or PyByteArray_GET_SIZE(buffer) < <Py_ssize_t>SIZEOF_EPOLL_EVENT * maxevents:
+        raise ValueError("epoll_wait_ready() needs the buffer epoll_buffer() made for maxevents")
+    return slipstream_epoll_wait_ready(epfd, PyByteArray_AS_STRING(buffer), maxevents, timeout,
+                                       read_events, write_events, readers, writers, ready,
+                                       armed, fired)

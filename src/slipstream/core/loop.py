@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable, Generator
 from types import BuiltinMethodType, FunctionType
 from typing import Any, TypeVar, TypeVarTuple
 
-from ..backends import IOBackend, create_backend
+from ..backends import PollingBackend, create_backend
 from .errors import ErrorReporting, logger
 from .executors import ExecutorSupport
 from .scheduler import Scheduler
@@ -82,7 +82,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
     executors.
     """
 
-    def __init__(self, backend: IOBackend | None = None) -> None:
+    def __init__(self, backend: PollingBackend | None = None) -> None:
         Scheduler.__init__(self, backend if backend is not None else create_backend())
         ErrorReporting.__init__(self)
         ExecutorSupport.__init__(self)

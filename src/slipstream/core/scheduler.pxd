@@ -14,8 +14,6 @@ cdef object _heappush
 cdef object _heappop
 cdef double _POLL_SKIP_WINDOW
 cdef Py_ssize_t _MIN_CANCELLED_TIMERS_TO_PURGE
-cdef int _READ_EVENTS
-cdef int _WRITE_EVENTS
 cdef Py_ssize_t _LAG_TOP_BUCKET
 
 
@@ -48,6 +46,7 @@ cdef class Scheduler(HandleOwner):
     cdef public object _task_factory
 
     cdef object _backend
+    cdef object _poll_ready
     cdef list _ready
     cdef list _spare
     cdef list _timers

@@ -46,7 +46,7 @@ import time
 from collections.abc import Awaitable, Callable, Generator
 from typing import Any, TypeVar, TypeVarTuple
 
-from ..backends import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS, IOBackend
+from ..backends import READABLE, WRITABLE, PollingBackend, poll_ready_of
 from . import primitives
 from .errors import logger
 from .handles import Handle, HandleOwner, TimerHandle, creation_stack, describe_handle
@@ -59,8 +59,6 @@ _SOURCE_FILE = __file__
 _context_run = contextvars.Context.run
 _heappush = heapq.heappush
 _heappop = heapq.heappop
-_READ_EVENTS = READ_EVENTS
-_WRITE_EVENTS = WRITE_EVENTS
 
 # When more than this many timers are cancelled and they make up more than half
 # of the heap, the heap is rebuilt without them (a server that arms and cancels a
@@ -124,9 +122,12 @@ class Scheduler(HandleOwner):
 
     slow_callback_duration: float = 0.1
 
-    def __init__(self, backend: IOBackend) -> None:
+    def __init__(self, backend: PollingBackend) -> None:
         self._closed = True  # until construction succeeds (see CoreLoop.__del__)
         self._backend = backend
+        # The poll of each turn, bound once: the backend appends the handles
+        # of the ready descriptors to the turn's list itself (IOBackend.poll_ready).
+        self._poll_ready = poll_ready_of(backend)
         self._ready: list[Handle] = []
         self._spare: list[Handle] = []
         self._timers: list[tuple[float, int, TimerHandle]] = []
@@ -649,7 +650,9 @@ class Scheduler(HandleOwner):
                 if stretch > counters.longest_stretch:
                     counters.longest_stretch = stretch
             started = now
-            events = self._backend.poll(None if timeout < 0.0 else timeout)
+            self._poll_ready(
+                None if timeout < 0.0 else timeout, self._readers, self._writers, ready
+            )
             if self._plain_clock:
                 now = primitives.monotonic()
                 self._last_poll = now
@@ -659,18 +662,6 @@ class Scheduler(HandleOwner):
             if counters is not None:
                 counters.poll_time += now - started
                 counters.last_poll_end = now
-            if events:
-                readers = self._readers
-                writers = self._writers
-                for fd, mask in events:
-                    if mask & _READ_EVENTS:
-                        handle = readers.get(fd)
-                        if handle is not None:
-                            ready.append(handle)
-                    if mask & _WRITE_EVENTS:
-                        handle = writers.get(fd)
-                        if handle is not None:
-                            ready.append(handle)
         if timers:
             deadline = now + self._clock_resolution
             # (Read once into a C double, compiled: a comparison of the

@@ -30,9 +30,12 @@ any slipstream loop.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
-from ..backends import IOBackend
+from ..backends import PollingBackend, poll_ready_of
 from .clock import VirtualClock
+
+T = TypeVar("T")
 
 
 class VirtualTimeBackend:
@@ -40,11 +43,12 @@ class VirtualTimeBackend:
 
     def __init__(
         self,
-        real: IOBackend,
+        real: PollingBackend,
         clock: VirtualClock,
         real_work_pending: Callable[[], bool],
     ) -> None:
         self._real = real
+        self._real_poll_ready = poll_ready_of(real)
         self._clock = clock
         self._real_work_pending = real_work_pending
         self.name = f"virtual:{real.name}"
@@ -59,17 +63,35 @@ class VirtualTimeBackend:
         self._real.close()
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        real_timeout, jump = self._plan(timeout)
+        events = self._real.poll(real_timeout)
+        if jump is not None and not events:
+            self._clock.jump(jump)
+        return events
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, T],
+        writers: dict[int, T],
+        ready: list[T],
+    ) -> int:
+        real_timeout, jump = self._plan(timeout)
+        count = self._real_poll_ready(real_timeout, readers, writers, ready)
+        if jump is not None and not count:
+            self._clock.jump(jump)
+        return count
+
+    def _plan(self, timeout: float | None) -> tuple[float | None, float | None]:
+        """How long to wait for real, and how far to jump the clock if nothing came."""
         if timeout == 0.0:
-            return self._real.poll(0.0)
+            return 0.0, None
         clock = self._clock
         if clock.notify_idle():
             # wait_idle() callers are ready to run now: peek, do not wait.
-            return self._real.poll(0.0)
+            return 0.0, None
         if timeout is None or not clock.autojump or self._real_work_pending():
             # Nothing to jump to, jumping is off, or a thread's result is on
             # its way: only real I/O or a wake-up can end this wait.
-            return self._real.poll(None)
-        events = self._real.poll(clock.autojump_threshold)
-        if not events:
-            clock.jump(timeout)
-        return events
+            return None, None
+        return clock.autojump_threshold, timeout

@@ -7,7 +7,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import Any, TypeVar, TypeVarTuple
 
-from ..backends import IOBackend, create_backend
+from ..backends import PollingBackend, create_backend
 from ..event_loop import EventLoop
 from .backend import VirtualTimeBackend
 from .clock import VirtualClock
@@ -36,7 +36,7 @@ class VirtualEventLoop(EventLoop):
       virtual time.
     """
 
-    def __init__(self, clock: VirtualClock, backend: IOBackend | None = None) -> None:
+    def __init__(self, clock: VirtualClock, backend: PollingBackend | None = None) -> None:
         self.clock = clock
         self._executor_jobs = 0
         real = backend if backend is not None else create_backend()
@@ -88,7 +88,7 @@ def new_virtual_loop(
     *,
     autojump_threshold: float = 0.0,
     clock: VirtualClock | None = None,
-    backend: IOBackend | None = None,
+    backend: PollingBackend | None = None,
 ) -> VirtualEventLoop:
     """A new slipstream loop on virtual time; its clock is ``loop.clock``.
 

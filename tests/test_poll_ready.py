@@ -1,0 +1,183 @@
+"""``poll_ready``: a backend's poll with the dispatch done, as ``poll`` then ``collect_ready``.
+
+The loop asks its backend for the handles of the ready descriptors in one call
+(compiled epoll builds no ``(fd, events)`` pair on the way).  What must hold,
+on every backend and on one that only has ``poll``: the handles appended are
+exactly those ``collect_ready`` makes of ``poll``'s events, a descriptor's
+reader before its writer, nothing for a descriptor that has no handle in the
+map, and the count is the number of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import slipstream
+from slipstream.backends import (
+    READABLE,
+    WRITABLE,
+    IOBackend,
+    PollingBackend,
+    collect_ready,
+    create_backend,
+    poll_ready_of,
+)
+
+BACKENDS = ["selector"] + (["epoll"] if hasattr(select, "epoll") else [])
+
+
+class PollOnly:
+    """A backend written before poll_ready: only the original interface."""
+
+    def __init__(self, real: PollingBackend) -> None:
+        self._real = real
+        self.name = f"poll-only:{real.name}"
+
+    def set_interest(self, fd: int, events: int) -> None:
+        self._real.set_interest(fd, events)
+
+    def poll(self, timeout: float | None) -> list[tuple[int, int]]:
+        return self._real.poll(timeout)
+
+    def fileno(self) -> int:
+        return self._real.fileno()
+
+    def close(self) -> None:
+        self._real.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Iterator[IOBackend]:
+    real = create_backend(request.param)
+    yield real
+    real.close()
+
+
+@pytest.fixture
+def pairs() -> Iterator[list[tuple[socket.socket, socket.socket]]]:
+    made = [socket.socketpair() for _ in range(6)]
+    for a, b in made:
+        a.setblocking(False)
+        b.setblocking(False)
+    yield made
+    for a, b in made:
+        a.close()
+        b.close()
+
+
+def watch(backend: IOBackend, pairs: list[tuple[socket.socket, socket.socket]]) -> list[int]:
+    """Six descriptors: read-only, write-only and both, half of them with data waiting."""
+    fds = []
+    for number, (a, b) in enumerate(pairs):
+        interest = (READABLE, WRITABLE, READABLE | WRITABLE)[number % 3]
+        backend.set_interest(a.fileno(), interest)
+        if number % 2:
+            b.send(b"x")
+        fds.append(a.fileno())
+    return fds
+
+
+def test_poll_ready_is_collect_ready_of_poll(
+    backend: IOBackend, pairs: list[tuple[socket.socket, socket.socket]]
+) -> None:
+    fds = watch(backend, pairs)
+    # Handles for some descriptors only: the others must add nothing.
+    readers = {fd: ("reader", fd) for fd in fds[::2] + fds[1::4]}
+    writers = {fd: ("writer", fd) for fd in fds[1:]}
+    expected: list[tuple[str, int]] = []
+    expected_count = collect_ready(backend.poll(0), readers, writers, expected)
+    assert expected_count == len(fds) - 1  # the read-only one without data: silent
+    # Nothing was read: the same descriptors are ready again, level-triggered.
+    got: list[tuple[str, int]] = [("already", -1)]
+    count = backend.poll_ready(0, readers, writers, got)
+    assert got[0] == ("already", -1)  # appended to, never cleared
+    assert count == expected_count
+    assert sorted(got[1:]) == sorted(expected)
+    for fd in fds:
+        mine = [kind for kind, number in got if number == fd]
+        assert mine in ([], ["reader"], ["writer"], ["reader", "writer"])  # reader first
+
+
+def test_a_poll_only_backend_is_not_an_io_backend() -> None:
+    real = create_backend("selector")
+    try:
+        assert not isinstance(PollOnly(real), IOBackend)
+        assert isinstance(real, IOBackend)
+    finally:
+        real.close()
+
+
+def test_poll_ready_of_a_poll_only_backend(
+    backend: IOBackend, pairs: list[tuple[socket.socket, socket.socket]]
+) -> None:
+    fds = watch(backend, pairs)
+    readers = {fd: ("reader", fd) for fd in fds}
+    writers = {fd: ("writer", fd) for fd in fds}
+    native: list[tuple[str, int]] = []
+    native_count = poll_ready_of(backend)(0, readers, writers, native)
+    fallback: list[tuple[str, int]] = []
+    fallback_count = poll_ready_of(PollOnly(backend))(0, readers, writers, fallback)
+    assert native_count == fallback_count == len(fds) - 1
+    assert sorted(native) == sorted(fallback)
+    assert ("writer", fds[1]) in native and ("reader", fds[1]) not in native
+    assert ("reader", fds[3]) in native and ("writer", fds[3]) not in native
+
+
+def test_nothing_ready_adds_nothing(backend: IOBackend) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        backend.set_interest(a.fileno(), READABLE)
+        got: list[int] = []
+        assert backend.poll_ready(0, {a.fileno(): 1}, {}, got) == 0
+        assert got == []
+        b.send(b"x")
+        assert backend.poll_ready(0, {a.fileno(): 1}, {}, got) == 1
+        assert got == [1]
+
+
+def test_a_closed_backend_refuses_as_poll_does(backend: IOBackend) -> None:
+    backend.close()
+    with pytest.raises(Exception) as by_poll:
+        backend.poll(0)
+    with pytest.raises(Exception) as by_poll_ready:
+        backend.poll_ready(0, {}, {}, [])
+    assert type(by_poll_ready.value) is type(by_poll.value)
+    assert str(by_poll_ready.value) == str(by_poll.value)
+
+
+def test_a_loop_on_a_poll_only_backend_serves_connections() -> None:
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            assert isinstance(transport, asyncio.Transport)
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.transport.write(data)
+
+    async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(Echo, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        answers = []
+        for message in (b"one", b"two", b"three" * 1000):
+            writer.write(message)
+            answers.append(await asyncio.wait_for(reader.readexactly(len(message)), 10))
+        await asyncio.sleep(0.01)  # a timer, too
+        writer.close()
+        await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+        return answers
+
+    def factory() -> Any:
+        return slipstream.EventLoop(backend=PollOnly(create_backend(BACKENDS[-1])))
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(main()) == [b"one", b"two", b"three" * 1000]
