@@ -377,3 +377,169 @@ def test_send_count_and_recv_sized_fail_as_the_methods_do() -> None:
         assert outcome(lambda: backends.send_count(a, b"x"))[1] == (BrokenPipeError, errno.EPIPE)
     assert outcome(lambda: backends.send_count(a, b"x")) == ("error", (OSError, errno.EBADF))
     assert outcome(lambda: backends.recv_sized(a, 10)) == ("error", (OSError, errno.EBADF))
+
+
+# -- recvfrom / sendto: the datagram transport's calls ---------------------------------
+
+
+@pytest.fixture
+def udp() -> Iterator[tuple[socket.socket, socket.socket]]:
+    """An IPv4 UDP sender and receiver, non-blocking, the receiver on a loopback port."""
+    sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    sender.bind(("127.0.0.1", 0))
+    sender.setblocking(False)
+    receiver.setblocking(False)
+    yield sender, receiver
+    sender.close()
+    receiver.close()
+
+
+def receive(sock: socket.socket, call: Callable[[socket.socket, int], Any]) -> Any:
+    select.select([sock], [], [], 5)
+    return call(sock, 65536)
+
+
+def test_the_compiled_datagram_calls_are_in_use_when_built() -> None:
+    assert backends.recvfrom is not syscalls.recvfrom or not backends.COMPILED
+    assert backends.sendto is not syscalls.sendto or not backends.COMPILED
+
+
+@pytest.mark.parametrize("size", [0, 1, 2, 1024, 4096, 4097, 65507])
+def test_recvfrom_and_sendto_are_the_methods(
+    udp: tuple[socket.socket, socket.socket], size: int
+) -> None:
+    sender, receiver = udp
+    address = receiver.getsockname()
+    payload = random.Random(size).randbytes(size)
+    for data in (payload, bytearray(payload), memoryview(payload)):
+        # Two at a time: the receive buffer need not hold more.
+        assert backends.sendto(sender, data, address) == sender.sendto(data, address) == size
+        ours = receive(receiver, backends.recvfrom)
+        theirs = receive(receiver, socket.socket.recvfrom)
+        assert ours == theirs == (payload, sender.getsockname())
+        assert type(ours[1][0]) is str and type(ours[1][1]) is int
+    assert outcome(lambda: backends.recvfrom(receiver, 10)) == outcome(
+        lambda: receiver.recvfrom(10)
+    )
+    assert outcome(lambda: backends.recvfrom(receiver, 10))[1][0] is BlockingIOError
+
+
+def test_recvfrom_truncates_and_refuses_as_the_method_does(
+    udp: tuple[socket.socket, socket.socket],
+) -> None:
+    sender, receiver = udp
+    address = receiver.getsockname()
+    for size in (5, 0, -1, 1 << 40):
+        sender.sendto(b"0123456789", address)
+        sender.sendto(b"0123456789", address)
+        select.select([receiver], [], [], 5)
+        ours = outcome(functools.partial(backends.recvfrom, receiver, size))
+        theirs = outcome(functools.partial(receiver.recvfrom, size))
+        assert ours == theirs
+        if ours[0] == "ok":
+            assert ours[1][0] == b"01234"[: max(size, 0)]  # the rest of the datagram is gone
+        else:  # refused alike, nothing consumed
+            assert receiver.recvfrom(100)[0] == b"0123456789"
+            assert receiver.recvfrom(100)[0] == b"0123456789"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "localhost",  # a name: the resolver's, through the method
+        "",
+        "127.000.000.001",  # leading zeros: CPython's own parser decides
+        "127.1",
+        "256.0.0.1",
+        "<broadcast>",
+        "127.0.0.1\0",
+        "127.0.0.\u0661",
+        70000,
+        -1,
+        True,
+        "x",
+        None,
+        "tuple",
+        "triple",
+    ],
+)
+def test_sendto_takes_every_address_as_the_method_does(
+    udp: tuple[socket.socket, socket.socket], address: Any
+) -> None:
+    sender, receiver = udp
+    port = receiver.getsockname()[1]
+    target: Any
+    if address == "tuple":
+        target = ("127.0.0.1",)
+    elif address == "triple":
+        target = ("127.0.0.1", port, 0)
+    elif address in ("x", None):
+        target = address
+    elif isinstance(address, int):
+        target = ("127.0.0.1", address)
+    else:
+        target = (address, port)
+    ours = outcome(lambda: backends.sendto(sender, b"ours", target))
+    theirs = outcome(lambda: sender.sendto(b"ours", target))
+    if ours[0] == "error" or theirs[0] == "error":
+        assert ours == theirs
+    else:
+        assert ours == theirs == ("ok", 4)
+
+
+@pytest.mark.parametrize(
+    "data", ["text", 12, memoryview(b"abcdef")[::2], None], ids=["str", "int", "strided", "none"]
+)
+def test_sendto_refuses_what_the_method_refuses(
+    udp: tuple[socket.socket, socket.socket], data: Any
+) -> None:
+    sender, receiver = udp
+    for address in (receiver.getsockname(), ("localhost", 9), "x"):
+        ours = outcome(functools.partial(backends.sendto, sender, data, address))
+        assert ours == outcome(functools.partial(sender.sendto, data, address))
+        assert ours[0] == "error"
+
+
+def test_datagram_calls_on_other_sockets_are_the_methods() -> None:
+    # IPv6, a Unix datagram socket, a closed socket, a blocking one: the methods decide.
+    made = []
+    if socket.has_ipv6:
+        try:
+            six = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            six.bind(("::1", 0))
+        except OSError:
+            pass
+        else:
+            six.setblocking(False)
+            made.append((six, six.getsockname()))
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    a.setblocking(False)
+    b.setblocking(False)
+    made.append((a, None))
+    try:
+        for sock, own in made:
+            if own is not None:
+                assert backends.sendto(sock, b"self", own) == 4
+                select.select([sock], [], [], 5)
+                assert backends.recvfrom(sock, 100) == (b"self", own)
+            else:
+                b.send(b"unix")
+                b.send(b"unix")
+                select.select([sock], [], [], 5)
+                ours = backends.recvfrom(sock, 100)
+                assert ours == sock.recvfrom(100)
+                assert ours[0] == b"unix"
+        closed = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        closed.close()
+        assert outcome(lambda: backends.recvfrom(closed, 10)) == outcome(
+            lambda: closed.recvfrom(10)
+        )
+        assert outcome(lambda: backends.sendto(closed, b"x", ("127.0.0.1", 9))) == outcome(
+            lambda: closed.sendto(b"x", ("127.0.0.1", 9))
+        )
+    finally:
+        for sock, _ in made:
+            sock.close()
+        b.close()

@@ -37,9 +37,9 @@ COMPILED: bool = load_modules(
 # functions; interpreted, syscalls' one-line wrappers of the socket methods,
 # which socket_calls would only wrap once more (a Python frame per call).
 if COMPILED:
-    from .socket_calls import recv, recv_into, recv_sized, send, send_count
+    from .socket_calls import recv, recv_into, recv_sized, recvfrom, send, send_count, sendto
 else:
-    from .syscalls import recv, recv_into, recv_sized, send, send_count
+    from .syscalls import recv, recv_into, recv_sized, recvfrom, send, send_count, sendto
 
 __all__ = [
     "COMPILED",
@@ -58,8 +58,10 @@ __all__ = [
     "recv",
     "recv_into",
     "recv_sized",
+    "recvfrom",
     "send",
     "send_count",
+    "sendto",
 ]
 
 

@@ -1,4 +1,4 @@
-"""``recv``, ``recv_into`` and ``send`` on a socket, for the interpreted layers above.
+"""``recv``, ``recv_into``, ``send`` and their kin on a socket, for the interpreted layers above.
 
 Transports and ``sock_*`` are plain Python (they are mostly decisions, which
 CPython's specialising interpreter runs well), but the system calls they make
@@ -17,7 +17,7 @@ from typing import Any
 
 from . import syscalls
 
-__all__ = ["recv", "recv_into", "recv_sized", "send", "send_count"]
+__all__ = ["recv", "recv_into", "recv_sized", "recvfrom", "send", "send_count", "sendto"]
 
 
 def recv(sock: socket.socket, size: int) -> bytes:
@@ -28,6 +28,16 @@ def recv(sock: socket.socket, size: int) -> bytes:
 def recv_sized(sock: socket.socket, size: int) -> bytes:
     """``sock.recv(size)``, through the variant that takes a C size (the stream engine's)."""
     return syscalls.recv_sized(sock, size)
+
+
+def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Any]:
+    """``sock.recvfrom(size)``."""
+    return syscalls.recvfrom(sock, size)
+
+
+def sendto(sock: socket.socket, data: Any, address: Any) -> int:
+    """``sock.sendto(data, address)``."""
+    return syscalls.sendto(sock, data, address)
 
 
 def recv_into(sock: socket.socket, buffer: Any) -> int:

@@ -15,6 +15,9 @@ cdef extern from *:
     #include <math.h>
     #include <sys/epoll.h>
     #include <sys/socket.h>
+    #include <arpa/inet.h>
+    #include <netinet/in.h>
+    #include <string.h>
 
     /* The head of CPython's socket object (Modules/socketmodule.h), unchanged
        since Python 3.5: descriptor, family, type, protocol, error handler,
@@ -38,6 +41,9 @@ cdef extern from *:
         return ((slipstream_socket_object *)sock)->sock_fd;
     }
 
+    static int slipstream_socket_family(PyObject *sock) {
+        return ((slipstream_socket_object *)sock)->sock_family;
+    }
     static int64_t slipstream_socket_timeout(PyObject *sock) {
         return ((slipstream_socket_object *)sock)->sock_timeout;
     }
@@ -101,7 +107,7 @@ cdef extern from *:
                 && n <= slipstream_recv_spare_room && 2 * n > slipstream_recv_spare_room) {
             slipstream_recv_spare = NULL;
             memcpy(PyBytes_AS_STRING(data), start, (size_t)n);
-            PyBytes_AS_STRING(data)[n] = '\0';
+            PyBytes_AS_STRING(data)[n] = 0;  /* the terminating NUL */
             Py_SET_SIZE(data, n);
     #if defined(__GNUC__)
     #pragma GCC diagnostic push
@@ -138,9 +144,13 @@ cdef extern from *:
     #endif
     }
 
-    static PyObject *slipstream_recv_bytes(int fd, Py_ssize_t size) {
+    /* recvfrom() into a new bytes object of at most size bytes; the sender's
+       address into addr (NULL: not wanted, which is recv()). */
+    static PyObject *slipstream_recv_from(int fd, Py_ssize_t size,
+                                          struct sockaddr *addr, socklen_t *addrlen) {
         PyObject *data;
         ssize_t n;
+        socklen_t room = addrlen != NULL ? *addrlen : 0;
         int error, cached = 0;
     #ifndef Py_GIL_DISABLED
         if (size <= SLIPSTREAM_RECV_BUFFER) {
@@ -159,7 +169,9 @@ cdef extern from *:
                 return NULL;
         }
         for (;;) {
-            n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, 0);
+            if (addrlen != NULL)
+                *addrlen = room;  /* in-out: set again before a retry */
+            n = recvfrom(fd, PyBytes_AS_STRING(data), (size_t)size, 0, addr, addrlen);
             if (n >= 0)
                 break;
             error = errno;
@@ -185,6 +197,40 @@ cdef extern from *:
         if (n != PyBytes_GET_SIZE(data) && _PyBytes_Resize(&data, n) < 0)
             return NULL;
         return data;
+    }
+    static PyObject *slipstream_recv_bytes(int fd, Py_ssize_t size) {
+        return slipstream_recv_from(fd, size, NULL, NULL);
+    }
+    /* recvfrom() on an AF_INET socket, as socket.recvfrom returns it: (data,
+       (host, port)), the host as inet_ntop() writes it (CPython's own
+       make_ipv4_addr), or (data, None) when the kernel gave no address. */
+    static PyObject *slipstream_recvfrom_inet(int fd, Py_ssize_t size) {
+        struct sockaddr_storage storage;
+        socklen_t addrlen = sizeof(storage);
+        const struct sockaddr_in *inet = (const struct sockaddr_in *)&storage;
+        char host[INET_ADDRSTRLEN];
+        PyObject *data, *address;
+        data = slipstream_recv_from(fd, size, (struct sockaddr *)&storage, &addrlen);
+        if (data == NULL)
+            return NULL;
+        if (addrlen == 0) {
+            address = Py_NewRef(Py_None);
+        } else if (storage.ss_family == AF_INET) {
+            if (inet_ntop(AF_INET, &inet->sin_addr, host, sizeof(host)) == NULL) {
+                Py_DECREF(data);
+                return PyErr_SetFromErrno(PyExc_OSError);
+            }
+            address = Py_BuildValue("(si)", host, (int)ntohs(inet->sin_port));
+        } else {  /* never on an AF_INET socket; CPython's form for an unknown family */
+            address = Py_BuildValue("(iy#)", (int)storage.ss_family,
+                                    ((struct sockaddr *)&storage)->sa_data,
+                                    (Py_ssize_t)sizeof(((struct sockaddr *)&storage)->sa_data));
+        }
+        if (address == NULL) {
+            Py_DECREF(data);
+            return NULL;
+        }
+        return Py_BuildValue("(NN)", data, address);
     }
     /* Whether recv_into() would accept buffer; if not, its own method says why
        (a TypeError where PyObject_GetBuffer would raise a BufferError). */
@@ -229,7 +275,8 @@ cdef extern from *:
 
     /* send() of a bytes-like object (what send() accepts): the count sent,
        or -1 with an exception set. */
-    static Py_ssize_t slipstream_send_count(int fd, PyObject *data) {
+    static Py_ssize_t slipstream_send_to(int fd, PyObject *data,
+                                         const struct sockaddr *addr, socklen_t addrlen) {
         Py_buffer view;
         const char *start;
         Py_ssize_t length;
@@ -246,7 +293,7 @@ cdef extern from *:
             length = view.len;
         }
         for (;;) {
-            n = send(fd, start, (size_t)length, 0);
+            n = sendto(fd, start, (size_t)length, 0, addr, addrlen);
             if (n >= 0)
                 break;
             error = errno;
@@ -267,6 +314,56 @@ cdef extern from *:
         return (Py_ssize_t)n;
     }
 
+    static Py_ssize_t slipstream_send_count(int fd, PyObject *data) {
+        return slipstream_send_to(fd, data, NULL, 0);
+    }
+    /* An AF_INET address socket.sendto would take without a lookup: a
+       (str, int) pair, the host a dotted quad inet_pton() accepts (CPython
+       parses those itself, to the same address; anything else, a name, "",
+       "<broadcast>", leading zeros, may need its resolver), the port 0-65535.
+       1 if so (out filled), 0 if the method must decide; never an exception. */
+    static int slipstream_inet_address(PyObject *address, struct sockaddr_in *out) {
+        PyObject *host, *port;
+        const char *text;
+        Py_ssize_t length;
+        long number;
+        if (!PyTuple_CheckExact(address) || PyTuple_GET_SIZE(address) != 2)
+            return 0;
+        host = PyTuple_GET_ITEM(address, 0);
+        port = PyTuple_GET_ITEM(address, 1);
+        if (!PyUnicode_CheckExact(host) || !PyLong_CheckExact(port))
+            return 0;
+        text = PyUnicode_AsUTF8AndSize(host, &length);
+        if (text == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        if ((Py_ssize_t)strlen(text) != length)
+            return 0;
+        number = PyLong_AsLong(port);
+        if (number == -1 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        if (number < 0 || number > 0xffff)
+            return 0;
+        memset(out, 0, sizeof(*out));
+        if (inet_pton(AF_INET, text, &out->sin_addr) != 1)
+            return 0;
+        out->sin_family = AF_INET;
+        out->sin_port = htons((unsigned short)number);
+        return 1;
+    }
+    /* sendto() on an AF_INET socket: the count as an int object; NotImplemented
+       (no exception) if the address is one for the method (see above). */
+    static PyObject *slipstream_sendto_inet(int fd, PyObject *data, PyObject *address) {
+        struct sockaddr_in inet;
+        Py_ssize_t n;
+        if (!slipstream_inet_address(address, &inet))
+            return Py_NewRef(Py_NotImplemented);
+        n = slipstream_send_to(fd, data, (const struct sockaddr *)&inet, sizeof(inet));
+        return n < 0 ? NULL : PyLong_FromSsize_t(n);
+    }
     /* The same, as send() returns it: an int object. */
     static PyObject *slipstream_send(int fd, PyObject *data) {
         Py_ssize_t n = slipstream_send_count(fd, data);
@@ -389,6 +486,10 @@ cdef extern from *:
     PyObject *slipstream_socket_class
     int slipstream_socket_fd(object sock)
     long long slipstream_socket_timeout(object sock)
+    int slipstream_socket_family(object sock)
+    const int SLIPSTREAM_AF_INET "AF_INET"
+    object slipstream_recvfrom_inet(int fd, Py_ssize_t size)
+    object slipstream_sendto_inet(int fd, object data, object address)
     object slipstream_recv_bytes(int fd, Py_ssize_t size)
     void slipstream_recv_recycle(object data)
     PyObject *slipstream_recv_lent
@@ -420,6 +521,7 @@ cdef inline int _check_socket_layout() except -1:
         b.settimeout(2.5)
         matches = (
             slipstream_socket_fd(a) == a.fileno()
+            and slipstream_socket_family(a) == a.family
             and slipstream_socket_timeout(a) == 0
             and slipstream_socket_fd(b) == b.fileno()
             and slipstream_socket_timeout(b) == 2500000000
@@ -472,6 +574,21 @@ cdef enum:
 
 cdef inline void recycle(object data):
     slipstream_recv_recycle(data)
+
+
+cdef inline object recvfrom(object sock, object size):
+    if (type(size) is int and 0 < size <= 0x7fffffff and _direct(sock)
+            and slipstream_socket_family(sock) == SLIPSTREAM_AF_INET):
+        return slipstream_recvfrom_inet(slipstream_socket_fd(sock), size)
+    return sock.recvfrom(size)
+
+
+cdef inline object sendto(object sock, object data, object address):
+    if _direct(sock) and slipstream_socket_family(sock) == SLIPSTREAM_AF_INET:
+        sent = slipstream_sendto_inet(slipstream_socket_fd(sock), data, address)
+        if sent is not NotImplemented:
+            return sent
+    return sock.sendto(data, address)
 
 
 cdef inline object recv_into(object sock, object buffer):

@@ -48,9 +48,11 @@ __all__ = [
     "recv",
     "recv_into",
     "recv_sized",
+    "recvfrom",
     "recycle",
     "send",
     "send_count",
+    "sendto",
 ]
 
 
@@ -75,6 +77,16 @@ def recycle(data: bytes) -> None:
     else holds any more becomes the one the next short read is copied into,
     which saves its allocation (see ``slipstream_recv_recycle`` in the ``.pxd``).
     """
+
+
+def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Any]:
+    """``sock.recvfrom(size)`` (compiled: direct for an AF_INET socket)."""
+    return sock.recvfrom(size)
+
+
+def sendto(sock: socket.socket, data: Any, address: Any) -> int:
+    """``sock.sendto(data, address)`` (compiled: direct to a numeric IPv4 address)."""
+    return sock.sendto(data, address)
 
 
 def recv_into(sock: socket.socket, buffer: Any) -> int:

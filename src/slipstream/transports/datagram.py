@@ -38,6 +38,7 @@ import warnings
 from asyncio.trsock import TransportSocket
 from typing import Any
 
+from .. import backends
 from ..core import CoreLoop
 from ..core.errors import logger
 from .errors import report_fatal_error
@@ -52,6 +53,13 @@ __all__ = ["DatagramTransport"]
 # the result, which is why the small size matters for UDP.
 _UDP_MAX_SIZE = 64 * 1024
 _OTHER_MAX_SIZE = 256 * 1024
+
+# The socket calls, compiled where they were built (backends/socket_calls.py):
+# recvfrom and sendto straight to the kernel on an IPv4 socket (numeric
+# addresses; a name still goes through the socket method and its resolver).
+_recvfrom = backends.recvfrom
+_sendto = backends.sendto
+_send = backends.send
 
 # Bytes counted per queued datagram on top of its payload: its UDP header.
 _DATAGRAM_OVERHEAD = 8
@@ -199,7 +207,7 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
         if self._conn_lost:
             return
         try:
-            data, addr = self._sock.recvfrom(self.max_size)  # type: ignore[union-attr]
+            data, addr = _recvfrom(self._sock, self.max_size)  # type: ignore[arg-type]
         except (BlockingIOError, InterruptedError):
             pass
         except OSError as exc:
@@ -233,9 +241,9 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
             assert sock is not None
             try:
                 if self._connected:
-                    sock.send(data)
+                    _send(sock, data)
                 else:
-                    sock.sendto(data, addr)
+                    _sendto(sock, data, addr)
                 return
             except (BlockingIOError, InterruptedError):
                 self._start_writing()
@@ -272,9 +280,9 @@ class DatagramTransport(WriteFlowControl, asyncio.DatagramTransport, asyncio.Tra
             data, addr = buffer[0]
             try:
                 if self._connected:
-                    sock.send(data)
+                    _send(sock, data)
                 else:
-                    sock.sendto(data, addr)
+                    _sendto(sock, data, addr)
             except (BlockingIOError, InterruptedError):
                 break  # still full: wait for the next writability
             except OSError as exc:
