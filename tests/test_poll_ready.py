@@ -25,8 +25,8 @@ from slipstream.backends import (
     IOBackend,
     PollingBackend,
     collect_ready,
+    complete_backend,
     create_backend,
-    poll_ready_of,
 )
 
 BACKENDS = ["selector"] + (["epoll"] if hasattr(select, "epoll") else [])
@@ -109,20 +109,24 @@ def test_a_poll_only_backend_is_not_an_io_backend() -> None:
     try:
         assert not isinstance(PollOnly(real), IOBackend)
         assert isinstance(real, IOBackend)
+        assert complete_backend(real) is real
+        assert isinstance(complete_backend(PollOnly(real)), IOBackend)
     finally:
         real.close()
 
 
-def test_poll_ready_of_a_poll_only_backend(
+def test_a_completed_poll_only_backend(
     backend: IOBackend, pairs: list[tuple[socket.socket, socket.socket]]
 ) -> None:
     fds = watch(backend, pairs)
     readers = {fd: ("reader", fd) for fd in fds}
     writers = {fd: ("writer", fd) for fd in fds}
     native: list[tuple[str, int]] = []
-    native_count = poll_ready_of(backend)(0, readers, writers, native)
+    native_count = complete_backend(backend).poll_ready(0, readers, writers, native)
     fallback: list[tuple[str, int]] = []
-    fallback_count = poll_ready_of(PollOnly(backend))(0, readers, writers, fallback)
+    completed = complete_backend(PollOnly(backend))
+    assert completed.name == "poll-only:" + backend.name
+    fallback_count = completed.poll_ready(0, readers, writers, fallback)
     assert native_count == fallback_count == len(fds) - 1
     assert sorted(native) == sorted(fallback)
     assert ("writer", fds[1]) in native and ("reader", fds[1]) not in native

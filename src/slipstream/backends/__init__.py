@@ -25,7 +25,7 @@ from .base import (
     IOBackend,
     PollingBackend,
     collect_ready,
-    poll_ready_of,
+    complete_backend,
 )
 
 COMPILED: bool = load_modules(
@@ -53,8 +53,8 @@ __all__ = [
     "PollingBackend",
     "available_backends",
     "collect_ready",
+    "complete_backend",
     "create_backend",
-    "poll_ready_of",
     "recv",
     "recv_into",
     "recv_sized",

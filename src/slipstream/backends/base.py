@@ -19,7 +19,6 @@ backends hand the kernel's masks through untouched; other backends translate.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
 T = TypeVar("T")
@@ -43,7 +42,7 @@ WRITE_EVENTS = WRITABLE | ERROR | HANGUP | INVALID
 class PollingBackend(Protocol):
     """The least a readiness mechanism must offer the loop: :class:`IOBackend` but ``poll_ready``.
 
-    (The loop makes ``poll_ready`` of ``poll`` for such a backend: :func:`poll_ready_of`.)
+    (The loop adds ``poll_ready`` to such a backend: :func:`complete_backend`.)
     """
 
     name: str
@@ -108,20 +107,33 @@ def collect_ready(
     return len(events)
 
 
-def poll_ready_of(
-    backend: PollingBackend,
-) -> Callable[[float | None, dict[int, T], dict[int, T], list[T]], int]:
-    """``backend.poll_ready``, or the same made of its ``poll`` if it has none.
+def complete_backend(backend: PollingBackend) -> IOBackend:
+    """``backend`` itself if it has ``poll_ready``; else ``backend`` with ``poll_ready`` added.
 
-    (A backend written before ``poll_ready`` joined the interface still works.)
+    (A backend written before ``poll_ready`` joined the interface still works:
+    its ``poll_ready`` is its ``poll`` then :func:`collect_ready`.)
     """
     if isinstance(backend, IOBackend):
-        return backend.poll_ready
-    poll = backend.poll
+        return backend
+    return _PollOnlyBackend(backend)
 
-    def via_poll(
-        timeout: float | None, readers: dict[int, T], writers: dict[int, T], ready: list[T]
+
+class _PollOnlyBackend:
+    """A :class:`PollingBackend` completed to an :class:`IOBackend`."""
+
+    def __init__(self, backend: PollingBackend) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.set_interest = backend.set_interest
+        self.poll = backend.poll
+        self.fileno = backend.fileno
+        self.close = backend.close
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, T],
+        writers: dict[int, T],
+        ready: list[T],
     ) -> int:
-        return collect_ready(poll(timeout), readers, writers, ready)
-
-    return via_poll
+        return collect_ready(self.poll(timeout), readers, writers, ready)

@@ -31,5 +31,4 @@ cdef class EpollBackend:
     @cython.locals(count=int)
     cpdef int poll_ready(self, object timeout, dict readers, dict writers, list ready) except -1
 
-    cdef double _begin_poll(self, object timeout) except? -2.0
-    cdef _end_poll(self, int count)
+    cdef _grow(self)

@@ -46,7 +46,6 @@ cdef class Scheduler(HandleOwner):
     cdef public object _task_factory
 
     cdef object _backend
-    cdef object _poll_ready
     cdef list _ready
     cdef list _spare
     cdef list _timers

@@ -1,7 +1,8 @@
 """The readiness backend of a virtual loop: real I/O, virtual waiting.
 
-The loop core asks its backend to wait: ``poll(timeout)``, where the timeout
-is what is left until the next timer, in loop time.  On a virtual loop that
+The loop core asks its backend to wait: ``poll_ready(timeout, ...)`` (or
+``poll(timeout)``; both wait alike, as in the table), where the timeout is
+what is left until the next timer, in loop time.  On a virtual loop that
 is virtual time, which no real wait can measure.  So this wrapper turns each
 wait into a real *peek* and, when the peek finds nothing, moves the clock
 instead of waiting:
@@ -32,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..backends import PollingBackend, poll_ready_of
+from ..backends import PollingBackend, complete_backend
 from .clock import VirtualClock
 
 T = TypeVar("T")
@@ -47,8 +48,7 @@ class VirtualTimeBackend:
         clock: VirtualClock,
         real_work_pending: Callable[[], bool],
     ) -> None:
-        self._real = real
-        self._real_poll_ready = poll_ready_of(real)
+        self._real = complete_backend(real)
         self._clock = clock
         self._real_work_pending = real_work_pending
         self.name = f"virtual:{real.name}"
@@ -77,7 +77,7 @@ class VirtualTimeBackend:
         ready: list[T],
     ) -> int:
         real_timeout, jump = self._plan(timeout)
-        count = self._real_poll_ready(real_timeout, readers, writers, ready)
+        count = self._real.poll_ready(real_timeout, readers, writers, ready)
         if jump is not None and not count:
             self._clock.jump(jump)
         return count
