@@ -31,6 +31,7 @@ COMPILED_MODULES = (
     "core.handles",
     "core.scheduler",
     "backends.socket_calls",
+    "backends.ready",
     "backends.epoll",
     "transports.stream_engine",
 )

@@ -24,6 +24,7 @@ from slipstream.backends import (
     WRITABLE,
     IOBackend,
     PollingBackend,
+    ReadyBackend,
     collect_ready,
     complete_backend,
     create_backend,
@@ -50,6 +51,25 @@ class PollOnly:
 
     def close(self) -> None:
         self._real.close()
+
+
+class Foreign(PollOnly):
+    """A whole IOBackend (poll_ready too) that does not derive from ReadyBackend."""
+
+    def __init__(self, real: IOBackend) -> None:
+        super().__init__(real)
+        self._full = real
+        self.calls = 0
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, Any],
+        writers: dict[int, Any],
+        ready: list[Any],
+    ) -> int:
+        self.calls += 1
+        return self._full.poll_ready(timeout, readers, writers, ready)
 
 
 @pytest.fixture(params=BACKENDS)
@@ -185,3 +205,63 @@ def test_a_loop_on_a_poll_only_backend_serves_connections() -> None:
 
     with asyncio.Runner(loop_factory=factory) as runner:
         assert runner.run(main()) == [b"one", b"two", b"three" * 1000]
+
+
+def test_the_core_always_gets_a_ready_backend(backend: IOBackend) -> None:
+    # The compiled core holds its backend as a ReadyBackend (its C type when
+    # compiled): the built-in backends are one, anything else is wrapped.
+    assert isinstance(backend, ReadyBackend)
+    assert complete_backend(backend) is backend
+    for other in (PollOnly(backend), Foreign(backend)):
+        completed = complete_backend(other)
+        assert isinstance(completed, ReadyBackend)
+        assert isinstance(completed, IOBackend)
+        assert completed.name == other.name
+
+
+def test_a_ready_backend_must_override_poll_ready() -> None:
+    class Half(ReadyBackend):
+        pass
+
+    with pytest.raises(NotImplementedError, match="Half does not implement poll_ready"):
+        Half().poll_ready(0, {}, {}, [])
+
+
+def test_a_foreign_io_backend_keeps_its_own_poll_ready() -> None:
+    real = create_backend(BACKENDS[-1])
+    foreign = Foreign(real)
+    loop = slipstream.EventLoop(backend=foreign)
+    try:
+        assert not isinstance(foreign, ReadyBackend)
+        assert loop.run_until_complete(asyncio.sleep(0.001, "slept")) == "slept"
+        assert foreign.calls > 0  # the loop polled through the backend's own method
+    finally:
+        loop.close()
+
+
+def test_a_python_subclass_of_the_compiled_backend_is_called_through_its_override() -> None:
+    # A compiled backend subclassed in Python: the core's C call must still
+    # reach the Python override (cpdef dispatch), not the C method underneath.
+    if not hasattr(select, "epoll"):
+        pytest.skip("no epoll")
+    from slipstream.backends.epoll import EpollBackend
+
+    class Counting(EpollBackend):
+        calls = 0
+
+        def poll_ready(
+            self,
+            timeout: float | None,
+            readers: dict[int, Any],
+            writers: dict[int, Any],
+            ready: list[Any],
+        ) -> int:
+            Counting.calls += 1
+            return super().poll_ready(timeout, readers, writers, ready)
+
+    loop = slipstream.EventLoop(backend=Counting())
+    try:
+        assert loop.run_until_complete(asyncio.sleep(0.001, "slept")) == "slept"
+        assert Counting.calls > 0
+    finally:
+        loop.close()

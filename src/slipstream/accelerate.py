@@ -67,7 +67,12 @@ def load_modules(package: str, names: Sequence[str]) -> bool:
     if not pure_requested():
         try:
             modules = [importlib.import_module(f"{package}.{name}") for name in names]
-        except ImportError:
+        except (ImportError, TypeError, ValueError):
+            # ImportError: not built.  TypeError, ValueError: built, but a
+            # C type it imports from another group is that group's source
+            # class (a build that compiled one package and not the other):
+            # Cython refuses the type ("size changed"), and these sources
+            # run on the others' sources as well as on their C types.
             modules = None
     compiled = modules is not None and not any(
         m.__file__ and m.__file__.endswith(".py") for m in modules

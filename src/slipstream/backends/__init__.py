@@ -15,7 +15,17 @@ import os
 import select
 
 from ..accelerate import load_modules
-from .base import (
+
+# Before anything imports them (base.py imports ready): compiled or sources,
+# one choice for the group.  ready comes first, as the compiled epoll backend
+# derives from its C type.
+COMPILED: bool = load_modules(
+    __name__,
+    ("ready", "socket_calls", "epoll") if hasattr(select, "epoll") else ("ready", "socket_calls"),
+)
+"""Whether the compiled I/O path (epoll backend, socket calls) is in use."""
+
+from .base import (  # noqa: E402  (after the selection above)
     ERROR,
     HANGUP,
     READ_EVENTS,
@@ -27,11 +37,7 @@ from .base import (
     collect_ready,
     complete_backend,
 )
-
-COMPILED: bool = load_modules(
-    __name__, ("socket_calls", "epoll") if hasattr(select, "epoll") else ("socket_calls",)
-)
-"""Whether the compiled I/O path (epoll backend, socket calls) is in use."""
+from .ready import ReadyBackend  # noqa: E402
 
 # The socket calls the transports and sock_* make: compiled, socket_calls' C
 # functions; interpreted, syscalls' one-line wrappers of the socket methods,
@@ -51,6 +57,7 @@ __all__ = [
     "WRITE_EVENTS",
     "IOBackend",
     "PollingBackend",
+    "ReadyBackend",
     "available_backends",
     "collect_ready",
     "complete_backend",

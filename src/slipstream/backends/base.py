@@ -8,9 +8,10 @@ backend those maps (opaque values to it) and the list to append the ready ones
 to: a compiled backend then never builds the ``(fd, events)`` pairs of
 ``poll`` only to have them taken apart (see ``epoll_wait_ready`` in
 ``syscalls``); a backend that has only ``poll`` gets the same from
-:func:`collect_ready`.  A new mechanism (io_uring, a
-compiled epoll) is a new module implementing :class:`IOBackend`, not an edit of
-the loop.
+:func:`collect_ready`.  A new mechanism (io_uring, say) is a new module
+implementing :class:`IOBackend`, not an edit of the loop; deriving from
+:class:`~.ready.ReadyBackend` lets the compiled core call its ``poll_ready``
+without a method lookup (``ready.py``).
 
 The event bits are the ones ``poll(2)`` and ``epoll(7)`` share (``POLLIN`` = 1,
 ``POLLOUT`` = 4, ``POLLERR`` = 8, ``POLLHUP`` = 16), so the epoll and poll
@@ -20,6 +21,8 @@ backends hand the kernel's masks through untouched; other backends translate.
 from __future__ import annotations
 
 from typing import Protocol, TypeVar, runtime_checkable
+
+from .ready import ReadyBackend
 
 T = TypeVar("T")
 
@@ -108,18 +111,21 @@ def collect_ready(
 
 
 def complete_backend(backend: PollingBackend) -> IOBackend:
-    """``backend`` itself if it has ``poll_ready``; else ``backend`` with ``poll_ready`` added.
+    """``backend`` itself if it is a :class:`ReadyBackend`; else ``backend`` wrapped in one.
 
-    (A backend written before ``poll_ready`` joined the interface still works:
-    its ``poll_ready`` is its ``poll`` then :func:`collect_ready`.)
+    The loop core holds its backend as a :class:`ReadyBackend` (compiled, it
+    calls ``poll_ready`` as C through that type; see ``ready.py``), so what
+    this returns always is one.  The wrapper calls the backend's own
+    ``poll_ready`` if it has one, else its ``poll`` then :func:`collect_ready`
+    (a backend written before ``poll_ready`` joined the interface still works).
     """
-    if isinstance(backend, IOBackend):
+    if isinstance(backend, ReadyBackend):
         return backend
-    return _PollOnlyBackend(backend)
+    return _CompletedBackend(backend)
 
 
-class _PollOnlyBackend:
-    """A :class:`PollingBackend` completed to an :class:`IOBackend`."""
+class _CompletedBackend(ReadyBackend):
+    """A backend that is not a :class:`ReadyBackend`, as one."""
 
     def __init__(self, backend: PollingBackend) -> None:
         self.backend = backend
@@ -128,6 +134,7 @@ class _PollOnlyBackend:
         self.poll = backend.poll
         self.fileno = backend.fileno
         self.close = backend.close
+        self._own_poll_ready = backend.poll_ready if isinstance(backend, IOBackend) else None
 
     def poll_ready(
         self,
@@ -136,4 +143,6 @@ class _PollOnlyBackend:
         writers: dict[int, T],
         ready: list[T],
     ) -> int:
+        if self._own_poll_ready is not None:
+            return self._own_poll_ready(timeout, readers, writers, ready)
         return collect_ready(self.poll(timeout), readers, writers, ready)

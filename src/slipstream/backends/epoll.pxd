@@ -5,6 +5,7 @@
 cimport cython
 
 from . cimport syscalls
+from .ready cimport ReadyBackend
 
 cdef object _ONESHOT
 cdef unsigned int _READ_EVENTS
@@ -13,7 +14,7 @@ cdef double _MAX_TIMEOUT
 cdef Py_ssize_t _TRANSIENT_POLLS
 
 
-cdef class EpollBackend:
+cdef class EpollBackend(ReadyBackend):
     cdef object _epoll
     cdef int _epfd
     cdef int _maxevents

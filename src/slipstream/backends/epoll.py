@@ -66,6 +66,7 @@ from typing import TypeVar
 
 from . import syscalls
 from .base import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS
+from .ready import ReadyBackend
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ _WRITE_EVENTS = WRITE_EVENTS
 _TRANSIENT_POLLS = 2
 
 
-class EpollBackend:
+class EpollBackend(ReadyBackend):
     """Level-triggered epoll, with one-shot registrations for short-lived watches."""
 
     name = "epoll"

@@ -6,13 +6,14 @@ import selectors
 from typing import TypeVar
 
 from .base import READABLE, WRITABLE, collect_ready
+from .ready import ReadyBackend
 
 T = TypeVar("T")
 
 _MAX_TIMEOUT = 24 * 3600.0
 
 
-class SelectorBackend:
+class SelectorBackend(ReadyBackend):
     """Readiness through ``selectors.DefaultSelector``, translated to poll bits."""
 
     name = "selector"

@@ -6,12 +6,15 @@ cimport cython
 
 from .handles cimport Handle, HandleOwner, TimerHandle
 from . cimport primitives
+from ..backends.ready cimport ReadyBackend
 
 # Module-level names the hot path calls: C variables instead of dict lookups.
 cdef object _SOURCE_FILE
 cdef object _context_run
 cdef object _heappush
 cdef object _heappop
+cdef object _Future
+cdef object _Task
 cdef double _POLL_SKIP_WINDOW
 cdef Py_ssize_t _MIN_CANCELLED_TIMERS_TO_PURGE
 cdef Py_ssize_t _LAG_TOP_BUCKET
@@ -45,7 +48,7 @@ cdef class Scheduler(HandleOwner):
     cdef public Handle _current_handle
     cdef public object _task_factory
 
-    cdef object _backend
+    cdef ReadyBackend _backend
     cdef list _ready
     cdef list _spare
     cdef list _timers

@@ -59,6 +59,12 @@ _SOURCE_FILE = __file__
 _context_run = contextvars.Context.run
 _heappush = heapq.heappush
 _heappop = heapq.heappop
+# Bound once, as the other module-level names of the hot path: compiled, a C
+# variable.  Looked up as asyncio.Future on every call, the two module
+# attribute lookups cost ~400 instructions, as much as a tenth of what a
+# future costs to make (streams and sock_* make one per message).
+_Future = asyncio.Future
+_Task = asyncio.Task
 
 # When more than this many timers are cancelled and they make up more than half
 # of the heap, the heap is rebuilt without them (a server that arms and cancels a
@@ -125,16 +131,19 @@ class Scheduler(HandleOwner):
     def __init__(self, backend: PollingBackend) -> None:
         self._closed = True  # until construction succeeds (see CoreLoop.__del__)
         # Each turn the backend appends the handles of the ready descriptors
-        # to the turn's list itself (IOBackend.poll_ready); a backend with
-        # only poll() has poll_ready added.
+        # to the turn's list itself (IOBackend.poll_ready).  complete_backend
+        # makes any backend a ReadyBackend, and compiled, that is the C type
+        # the field is declared as (scheduler.pxd): the call of every turn is
+        # a C call through its function table, not a method looked up by
+        # name, with its arguments parsed and its count boxed (~300
+        # instructions a poll; backends/ready.py).
         #
-        # (Why the scheduler holds no bound poll_ready of its own, though one
-        # call per turn would be cheaper: interpreted, a loop object has 29
-        # attributes, and CPython stops sharing the key table of a class's
-        # instance dicts, which is what lets it specialise self._x loads,
-        # once they reach 30 keys.  With a 30th attribute every self._x load
-        # of the interpreted build went through a dict lookup: +10% on a
-        # sock_* round trip, measured.  Compiled, fields are C and free.)
+        # (No bound poll_ready is kept beside it: interpreted, a loop object
+        # has 29 attributes, and CPython stops sharing the key table of a
+        # class's instance dicts, which is what lets it specialise self._x
+        # loads, once they reach 30 keys.  With a 30th attribute every
+        # self._x load of the interpreted build went through a dict lookup:
+        # +10% on a sock_* round trip, measured.)
         self._backend = complete_backend(backend)
         self._ready: list[Handle] = []
         self._spare: list[Handle] = []
@@ -274,7 +283,7 @@ class Scheduler(HandleOwner):
     # create_task for a task), and a Python method is a frame per call.
 
     def create_future(self) -> asyncio.Future[Any]:
-        return asyncio.Future(loop=self)  # type: ignore[arg-type]  # (an AbstractEventLoop, once composed)
+        return _Future(loop=self)  # type: ignore[arg-type]  # (an AbstractEventLoop, once composed)
 
     def create_task(
         self,
@@ -287,7 +296,7 @@ class Scheduler(HandleOwner):
             raise RuntimeError("Event loop is closed")
         factory = self._task_factory
         if factory is None:
-            task: asyncio.Task[_T] = asyncio.Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
+            task: asyncio.Task[_T] = _Task(coro, loop=self, name=name, context=context)  # type: ignore[arg-type]
             # A task made in debug mode records where; drop this method's
             # frame, as asyncio drops its create_task's.  Compiled, this
             # method has no frame, and the last one is the caller's own.

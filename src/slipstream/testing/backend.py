@@ -33,13 +33,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from ..backends import PollingBackend, complete_backend
+from ..backends import PollingBackend, ReadyBackend, complete_backend
 from .clock import VirtualClock
 
 T = TypeVar("T")
 
 
-class VirtualTimeBackend:
+class VirtualTimeBackend(ReadyBackend):
     """A real :class:`~slipstream.backends.IOBackend` whose waits are virtual time."""
 
     def __init__(

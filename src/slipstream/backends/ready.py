@@ -1,0 +1,54 @@
+"""The base class of the backends the loop runs on: the one call of every turn, as C.
+
+Every turn the loop core calls its backend's ``poll_ready`` (``base.py`` says
+what it does).  Made as an ordinary method call from the compiled core, that
+call cost ~300 instructions before the backend did anything: the method looked
+up by name on the backend's type, its arguments parsed by the wrapper, its
+count boxed as an ``int`` and unboxed again.  A lockstep round trip (one
+request, one answer, the loop asleep in between) polls twice, so that was
+~600 of the ~30,000 instructions of a streams echo round trip.
+
+Compiled (``ready.pxd`` beside this file), :class:`ReadyBackend` is a C type
+and ``poll_ready`` a ``cpdef`` method, so the core, which holds its backend as
+a ``ReadyBackend``, calls it through the type's table of C functions: a
+compiled backend (epoll) answers the call directly.  A backend written in
+Python derives from this class and overrides ``poll_ready`` as usual; Cython
+sees the override and makes the ordinary method call.  A backend that does
+not derive from it (any object with the :class:`~.base.IOBackend` or
+:class:`~.base.PollingBackend` methods) is wrapped by
+:func:`~.base.complete_backend` in one that does.
+
+Interpreted, this is a plain base class and nothing changes.
+"""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+T = TypeVar("T")
+
+__all__ = ["ReadyBackend"]
+
+
+class ReadyBackend:
+    """Base class of the backends the core calls directly; subclasses override ``poll_ready``.
+
+    The other methods of :class:`~.base.IOBackend` (``set_interest``,
+    ``poll``, ``fileno``, ``close``, ``name``) are looked up as usual: they
+    are not called on every turn.
+    """
+
+    __slots__ = ()
+
+    def poll_ready(
+        self,
+        timeout: float | None,
+        readers: dict[int, T],
+        writers: dict[int, T],
+        ready: list[T],
+    ) -> int:
+        """Wait up to ``timeout`` seconds and append the handles of the ready descriptors.
+
+        See :meth:`~.base.IOBackend.poll_ready`.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not implement poll_ready()")
