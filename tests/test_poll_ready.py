@@ -219,12 +219,14 @@ def test_the_core_always_gets_a_ready_backend(backend: IOBackend) -> None:
         assert completed.name == other.name
 
 
-def test_a_ready_backend_must_override_poll_ready() -> None:
+def test_a_ready_backend_must_override_its_methods() -> None:
     class Half(ReadyBackend):
         pass
 
     with pytest.raises(NotImplementedError, match="Half does not implement poll_ready"):
         Half().poll_ready(0, {}, {}, [])
+    with pytest.raises(NotImplementedError, match="Half does not implement set_interest"):
+        Half().set_interest(0, READABLE)
 
 
 def test_a_foreign_io_backend_keeps_its_own_poll_ready() -> None:
@@ -248,6 +250,11 @@ def test_a_python_subclass_of_the_compiled_backend_is_called_through_its_overrid
 
     class Counting(EpollBackend):
         calls = 0
+        interests: list[tuple[int, int]] = []
+
+        def set_interest(self, fd: int, events: int) -> None:
+            Counting.interests.append((fd, events))
+            super().set_interest(fd, events)
 
         def poll_ready(
             self,
@@ -259,9 +266,25 @@ def test_a_python_subclass_of_the_compiled_backend_is_called_through_its_overrid
             Counting.calls += 1
             return super().poll_ready(timeout, readers, writers, ready)
 
+    async def wait_readable() -> bytes:
+        loop = asyncio.get_running_loop()
+        a, b = socket.socketpair()
+        with a, b:
+            a.setblocking(False)
+            loop.call_later(0.01, b.send, b"ping")  # so that sock_recv must wait
+            return await loop.sock_recv(a, 16)
+
     loop = slipstream.EventLoop(backend=Counting())
     try:
         assert loop.run_until_complete(asyncio.sleep(0.001, "slept")) == "slept"
         assert Counting.calls > 0
+        before = len(Counting.interests)
+        assert loop.run_until_complete(wait_readable()) == b"ping"
+        # The wake-up pipe's watch at construction, then the sock_recv's
+        # watch and its removal, each through the override.
+        assert before >= 1
+        watched = Counting.interests[before:]
+        assert [events for _, events in watched] == [READABLE, 0]
+        assert watched[0][0] == watched[1][0]
     finally:
         loop.close()

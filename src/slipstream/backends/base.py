@@ -130,11 +130,13 @@ class _CompletedBackend(ReadyBackend):
     def __init__(self, backend: PollingBackend) -> None:
         self.backend = backend
         self.name = backend.name
-        self.set_interest = backend.set_interest
         self.poll = backend.poll
         self.fileno = backend.fileno
         self.close = backend.close
         self._own_poll_ready = backend.poll_ready if isinstance(backend, IOBackend) else None
+
+    def set_interest(self, fd: int, events: int) -> None:
+        self.backend.set_interest(fd, events)
 
     def poll_ready(
         self,

@@ -26,6 +26,9 @@ cdef class EpollBackend(ReadyBackend):
     cdef dict _transient
     cdef Py_ssize_t _polls
 
+    @cython.locals(old=int, removed=object)
+    cpdef set_interest(self, object fd, int events)
+
     @cython.locals(events=list, armed=set, fired=set)
     cpdef list poll(self, object timeout)
 

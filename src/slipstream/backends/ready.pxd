@@ -3,4 +3,5 @@
 # poll_ready through the type's C function table (ready.py says why).
 
 cdef class ReadyBackend:
+    cpdef set_interest(self, object fd, int events)
     cpdef int poll_ready(self, object timeout, dict readers, dict writers, list ready) except -1

@@ -1,20 +1,22 @@
-"""The base class of the backends the loop runs on: the one call of every turn, as C.
+"""The base class of the backends the loop runs on: the calls of the hot path, as C.
 
 Every turn the loop core calls its backend's ``poll_ready`` (``base.py`` says
-what it does).  Made as an ordinary method call from the compiled core, that
-call cost ~300 instructions before the backend did anything: the method looked
-up by name on the backend's type, its arguments parsed by the wrapper, its
-count boxed as an ``int`` and unboxed again.  A lockstep round trip (one
-request, one answer, the loop asleep in between) polls twice, so that was
-~600 of the ~30,000 instructions of a streams echo round trip.
+what it does), and ``set_interest`` whenever a watch starts or stops (twice a
+message for a ``sock_recv`` that waits).  Made as ordinary method calls from
+the compiled core, each cost ~300 instructions before the backend did
+anything: the method looked up by name on the backend's type, its arguments
+parsed by the wrapper, its count boxed as an ``int`` and unboxed again.  A
+lockstep round trip (one request, one answer, the loop asleep in between)
+polls twice, so that was ~600 of the ~30,000 instructions of a streams echo
+round trip, and ~1,200 of a sock_* one.
 
 Compiled (``ready.pxd`` beside this file), :class:`ReadyBackend` is a C type
-and ``poll_ready`` a ``cpdef`` method, so the core, which holds its backend as
-a ``ReadyBackend``, calls it through the type's table of C functions: a
+and both are ``cpdef`` methods, so the core, which holds its backend as a
+``ReadyBackend``, calls them through the type's table of C functions: a
 compiled backend (epoll) answers the call directly.  A backend written in
-Python derives from this class and overrides ``poll_ready`` as usual; Cython
-sees the override and makes the ordinary method call.  A backend that does
-not derive from it (any object with the :class:`~.base.IOBackend` or
+Python derives from this class and overrides them as usual; Cython sees the
+override and makes the ordinary method call.  A backend that does not derive
+from it (any object with the :class:`~.base.IOBackend` or
 :class:`~.base.PollingBackend` methods) is wrapped by
 :func:`~.base.complete_backend` in one that does.
 
@@ -33,12 +35,17 @@ __all__ = ["ReadyBackend"]
 class ReadyBackend:
     """Base class of the backends the core calls directly; subclasses override ``poll_ready``.
 
-    The other methods of :class:`~.base.IOBackend` (``set_interest``,
-    ``poll``, ``fileno``, ``close``, ``name``) are looked up as usual: they
-    are not called on every turn.
+    ``set_interest`` is the other call of the hot path (a ``sock_recv``
+    that waits watches its socket, then stops: two calls a message), so it
+    is a C call too.  The other methods of :class:`~.base.IOBackend`
+    (``poll``, ``fileno``, ``close``, ``name``) are looked up as usual.
     """
 
     __slots__ = ()
+
+    def set_interest(self, fd: int, events: int) -> None:
+        """Make ``events`` the interest for ``fd`` (:meth:`~.base.PollingBackend.set_interest`)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement set_interest()")
 
     def poll_ready(
         self,

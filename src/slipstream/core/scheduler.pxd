@@ -67,6 +67,9 @@ cdef class Scheduler(HandleOwner):
     cdef TurnCounters _counters
     cdef Py_ssize_t _callback_sequence
 
+    @cython.locals(events=int)
+    cdef _update_interest(self, object fd)
+
     @cython.locals(handle=Handle)
     cdef Handle _schedule(self, object callback, tuple args, object context, str method)
 
