@@ -266,6 +266,55 @@ def test_epoll_wait_reports_what_epoll_poll_reports() -> None:
         b.close()
 
 
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux-only")
+def test_epoll_waits_that_may_sleep_release_the_gil() -> None:
+    # Compiled, a wait that may sleep first tries a zero-timeout wait with the
+    # GIL held (syscalls.pxd).  Whether that try found nothing or several
+    # events came at once, a wait that sleeps must let other threads run
+    # (here: the thread that sends what the wait is for) and report what the
+    # kernel reports.
+    import threading
+    import time
+
+    from slipstream.backends.base import READABLE
+    from slipstream.backends.epoll import EpollBackend
+
+    def send_later(sock: socket.socket) -> threading.Thread:
+        thread = threading.Thread(target=lambda: (time.sleep(0.05), sock.send(b"x")))
+        thread.start()
+        return thread
+
+    backend = EpollBackend()
+    (a, b), (c, d) = socket.socketpair(), socket.socketpair()
+    try:
+        for sock in (a, c):
+            sock.setblocking(False)
+            backend.set_interest(sock.fileno(), READABLE)
+        for _ in range(2):
+            assert backend.poll(0.01) == []  # an empty try (if one was made)
+            started = time.monotonic()
+            thread = send_later(b)
+            assert backend.poll(5.0) == [(a.fileno(), select.EPOLLIN)]
+            assert time.monotonic() - started < 2.5  # not held until the timeout
+            thread.join()
+            a.recv(1)
+            b.send(b"y")
+            d.send(b"y")  # two at once: tries are made again
+            assert sorted(backend.poll(5.0)) == sorted(
+                [(a.fileno(), select.EPOLLIN), (c.fileno(), select.EPOLLIN)]
+            )
+            a.recv(1)
+            c.recv(1)
+            thread = send_later(d)
+            assert backend.poll(5.0) == [(c.fileno(), select.EPOLLIN)]
+            thread.join()
+            c.recv(1)
+    finally:
+        backend.close()
+        for sock in (a, b, c, d):
+            sock.close()
+
+
 def test_short_and_long_reads_in_turn_keep_their_bytes(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
