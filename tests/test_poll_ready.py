@@ -14,7 +14,7 @@ import asyncio
 import select
 import socket
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -250,7 +250,7 @@ def test_a_python_subclass_of_the_compiled_backend_is_called_through_its_overrid
 
     class Counting(EpollBackend):
         calls = 0
-        interests: list[tuple[int, int]] = []
+        interests: ClassVar[list[tuple[int, int]]] = []
 
         def set_interest(self, fd: int, events: int) -> None:
             Counting.interests.append((fd, events))
