@@ -280,7 +280,11 @@ def test_epoll_waits_that_may_sleep_release_the_gil() -> None:
     from slipstream.backends.epoll import EpollBackend
 
     def send_later(sock: socket.socket) -> threading.Thread:
-        thread = threading.Thread(target=lambda: (time.sleep(0.05), sock.send(b"x")))
+        def send() -> None:
+            time.sleep(0.05)
+            sock.send(b"x")
+
+        thread = threading.Thread(target=send)
         thread.start()
         return thread
 
