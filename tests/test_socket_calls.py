@@ -10,6 +10,7 @@ same result, same exception type and errno.
 
 from __future__ import annotations
 
+import collections
 import errno
 import functools
 import random
@@ -430,6 +431,95 @@ def test_send_count_and_recv_sized_fail_as_the_methods_do() -> None:
         assert outcome(lambda: backends.send_count(a, b"x"))[1] == (BrokenPipeError, errno.EPIPE)
     assert outcome(lambda: backends.send_count(a, b"x")) == ("error", (OSError, errno.EBADF))
     assert outcome(lambda: backends.recv_sized(a, 10)) == ("error", (OSError, errno.EBADF))
+
+
+# -- sendmsg_count: the stream engine's send of a burst ---------------------------------
+
+
+def test_sendmsg_count_is_sendmsg(pair: tuple[socket.socket, socket.socket]) -> None:
+    a, b = pair
+    parts: list[Any] = [b"head", bytearray(b"er"), memoryview(b"xbodyx")[1:-1], b"", b"!"]
+    for count in (len(parts), 3, 1):
+        assert backends.sendmsg_count(a, collections.deque(parts), count) == len(
+            b"".join(bytes(p) for p in parts[:count])
+        )
+    assert b.recv(100) == b"headerbody!headerbodyhead"
+    # As many buffers as one call takes, more than fit the compiled call's
+    # stack arrays (16), bytes and views mixed, in order.
+    rng = random.Random(3)
+    many: list[Any] = []
+    for i in range(1024):
+        chunk = rng.randbytes(rng.randrange(1, 40))
+        many.append(chunk if i % 3 else memoryview(bytearray(chunk)))
+    expected = b"".join(bytes(p) for p in many)
+    sent = backends.sendmsg_count(a, collections.deque(many), len(many))
+    got = b""
+    while len(got) < sent:
+        select.select([b], [], [], 5)
+        got += b.recv(1 << 20)
+    assert sent == len(expected) and got == expected
+
+
+def test_sendmsg_count_refuses_what_sendmsg_refuses(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, _ = pair
+    bad_parts: tuple[list[Any], ...] = (
+        [b"ok", "text"],
+        [b"ok", 12],
+        [memoryview(b"abcdef")[::2], b"ok"],
+        [None],
+    )
+    for bad in bad_parts:
+        ours = outcome(
+            functools.partial(backends.sendmsg_count, a, collections.deque(bad), len(bad))
+        )
+        assert ours == outcome(functools.partial(a.sendmsg, bad))
+        assert ours[0] == "error"
+
+
+def test_sendmsg_count_is_partial_then_would_block_and_fails_as_sendmsg_does(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    burst = collections.deque([b"h" * 100, b"z" * (1 << 20)])
+    sent = 0
+    while (result := outcome(lambda: backends.sendmsg_count(a, burst, 2)))[0] == "ok":
+        assert 0 < result[1] <= 100 + (1 << 20)
+        sent += result[1]
+    assert result == outcome(lambda: a.sendmsg(burst))
+    assert result[1][0] is BlockingIOError
+    received = 0
+    while received < sent:
+        select.select([b], [], [], 5)
+        received += len(b.recv(1 << 20))
+    assert received == sent
+    b.close()
+    assert outcome(lambda: backends.sendmsg_count(a, burst, 2)) == outcome(
+        lambda: a.sendmsg(burst)
+    )
+    assert outcome(lambda: backends.sendmsg_count(a, burst, 2))[1] == (
+        BrokenPipeError,
+        errno.EPIPE,
+    )
+    a.close()
+    assert outcome(lambda: backends.sendmsg_count(a, burst, 2)) == ("error", (OSError, errno.EBADF))
+
+
+def test_sendmsg_count_on_a_subclass_is_its_method() -> None:
+    calls = []
+
+    class Traced(socket.socket):
+        def sendmsg(self, *args: Any, **kwargs: Any) -> int:
+            calls.append("sendmsg")
+            return super().sendmsg(*args, **kwargs)
+
+    a, b = socket.socketpair()
+    with Traced(fileno=a.detach()) as traced, b:
+        traced.setblocking(False)
+        assert backends.sendmsg_count(traced, collections.deque([b"a", b"b", b"c"]), 2) == 2
+        assert b.recv(10) == b"ab"
+    assert calls == ["sendmsg"]
 
 
 # -- recvfrom / sendto: the datagram transport's calls ---------------------------------

@@ -43,9 +43,27 @@ from .ready import ReadyBackend  # noqa: E402
 # functions; interpreted, syscalls' one-line wrappers of the socket methods,
 # which socket_calls would only wrap once more (a Python frame per call).
 if COMPILED:
-    from .socket_calls import recv, recv_into, recv_sized, recvfrom, send, send_count, sendto
+    from .socket_calls import (
+        recv,
+        recv_into,
+        recv_sized,
+        recvfrom,
+        send,
+        send_count,
+        sendmsg_count,
+        sendto,
+    )
 else:
-    from .syscalls import recv, recv_into, recv_sized, recvfrom, send, send_count, sendto
+    from .syscalls import (
+        recv,
+        recv_into,
+        recv_sized,
+        recvfrom,
+        send,
+        send_count,
+        sendmsg_count,
+        sendto,
+    )
 
 __all__ = [
     "COMPILED",
@@ -68,6 +86,7 @@ __all__ = [
     "recvfrom",
     "send",
     "send_count",
+    "sendmsg_count",
     "sendto",
 ]
 

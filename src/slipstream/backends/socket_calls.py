@@ -13,11 +13,21 @@ the ``errno``, ``EBADF`` for a closed socket).
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 from typing import Any
 
 from . import syscalls
 
-__all__ = ["recv", "recv_into", "recv_sized", "recvfrom", "send", "send_count", "sendto"]
+__all__ = [
+    "recv",
+    "recv_into",
+    "recv_sized",
+    "recvfrom",
+    "send",
+    "send_count",
+    "sendmsg_count",
+    "sendto",
+]
 
 
 def recv(sock: socket.socket, size: int) -> bytes:
@@ -53,3 +63,8 @@ def send(sock: socket.socket, data: Any) -> int:
 def send_count(sock: socket.socket, data: Any) -> int:
     """``sock.send(data)``, through the variant that gives a C count (the stream engine's)."""
     return syscalls.send_count(sock, data)
+
+
+def sendmsg_count(sock: socket.socket, buffers: Sequence[Any], count: int) -> int:
+    """``sock.sendmsg()`` of the first ``count`` buffers (the stream engine's burst send)."""
+    return syscalls.sendmsg_count(sock, buffers, count)

@@ -34,8 +34,10 @@ real socket and uses the methods if it ever differs.
 
 from __future__ import annotations
 
+import itertools
 import select
 import socket
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -52,6 +54,7 @@ __all__ = [
     "recycle",
     "send",
     "send_count",
+    "sendmsg_count",
     "sendto",
 ]
 
@@ -102,6 +105,15 @@ def send(sock: socket.socket, data: Any) -> int:
 def send_count(sock: socket.socket, data: Any) -> int:
     """``sock.send(data)``, for a caller that keeps the count as a C integer when compiled."""
     return sock.send(data)
+
+
+def sendmsg_count(sock: socket.socket, buffers: Sequence[Any], count: int) -> int:
+    """``sock.sendmsg()`` of the first ``count`` of ``buffers`` (``count`` at most IOV_MAX).
+
+    For a caller that keeps the count as a C integer when compiled; compiled,
+    the system call itself for a socket :func:`send` would call directly.
+    """
+    return sock.sendmsg(buffers if count == len(buffers) else itertools.islice(buffers, count))
 
 
 def epoll_buffer(maxevents: int) -> Any:

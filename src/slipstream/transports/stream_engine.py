@@ -65,7 +65,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import itertools
 import socket
 import sys
 from collections.abc import Callable
@@ -398,10 +397,8 @@ class StreamEngine:
         try:
             if len(buffer) == 1:
                 sent = syscalls.send_count(self.sock, buffer[0])
-            elif len(buffer) <= _IOV_MAX:
-                sent = self.sock.sendmsg(buffer)
             else:
-                sent = self.sock.sendmsg(itertools.islice(buffer, _IOV_MAX))
+                sent = syscalls.sendmsg_count(self.sock, buffer, min(len(buffer), _IOV_MAX))
         except (BlockingIOError, InterruptedError):
             if not watched:
                 self.loop.watch_writable(self.fd, self.write_ready)
