@@ -491,3 +491,27 @@ def test_an_unclosed_loop_dropped_still_warns(loop_factory: LoopFactory) -> None
     with pytest.warns(ResourceWarning, match="unclosed event loop"):
         del lp
         gc.collect()
+
+
+def test_a_task_made_in_debug_mode_records_its_creator_last(
+    loop: asyncio.AbstractEventLoop,
+) -> None:
+    # As on asyncio: the last frame of the recorded stack is the line that
+    # called create_task, not the loop's own method; outside debug mode
+    # nothing is recorded.
+    async def work() -> None:
+        pass
+
+    import sys
+
+    for debug in (True, False):
+        loop.set_debug(debug)
+        line = sys._getframe().f_lineno + 1
+        task = loop.create_task(work())
+        recorded = task._source_traceback  # type: ignore[attr-defined]
+        if debug:
+            assert (recorded[-1].filename, recorded[-1].lineno) == (__file__, line)
+        else:
+            assert not recorded
+        loop.run_until_complete(task)
+    loop.set_debug(False)

@@ -300,9 +300,12 @@ class Scheduler(HandleOwner):
             # A task made in debug mode records where; drop this method's
             # frame, as asyncio drops its create_task's.  Compiled, this
             # method has no frame, and the last one is the caller's own.
-            recorded = task._source_traceback  # type: ignore[attr-defined]
-            if recorded and recorded[-1].filename == _SOURCE_FILE:
-                del recorded[-1]
+            # (Only in debug mode, the only one in which a task records it:
+            # reading the attribute of a C Task costs ~150 instructions.)
+            if self._debug:
+                recorded = task._source_traceback  # type: ignore[attr-defined]
+                if recorded and recorded[-1].filename == _SOURCE_FILE:
+                    del recorded[-1]
             return task
         if context is None:
             task = factory(self, coro)

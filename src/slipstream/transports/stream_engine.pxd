@@ -10,6 +10,7 @@ cdef Py_ssize_t _LOG_THRESHOLD_FOR_CONNLOST_WRITES
 cdef Py_ssize_t _COALESCE_PATIENCE
 cdef Py_ssize_t _IOV_MAX
 cdef object _NO_BUFFER
+cdef object _deque
 cdef object _WRITELINES
 
 
