@@ -196,6 +196,12 @@ def count_instructions(*args: str) -> tuple[str, list[str]]:
         ("py-epoll", ("--only", "protocol.1k", "--seconds", "0.3"), "echo Protocol 1k, saturated"),
         # lockstep: one connection, a fixed number of round trips
         ("asyncio", ("--only", "sock.1k", "--trips", "20"), "echo sock_recv/sendall 1k, lockstep"),
+        # a web row: uvicorn's hello app under the HTTP load, saturated
+        (
+            "slipstream",
+            ("--only", "web.uvicorn", "--seconds", "0.3", "--web-connections", "5"),
+            "web uvicorn+httptools ASGI hello, 5 conns, saturated",
+        ),
     ],
 )
 def test_instruction_count_runs_under_callgrind(

@@ -71,7 +71,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import micro
-from .jobs import ECHO_MODES, ECHO_SIZES, load_spec, run_load_generator
+from .jobs import ECHO_MODES, ECHO_SIZES, WEB_SERVERS, load_spec, run_load_generator
 from .loops import C_REFERENCE, REFERENCES, available_loops
 from .processes import BenchError, Server, c_compiler_available, cores, run_child
 
@@ -89,8 +89,12 @@ def callgrind(arguments: list[str]) -> None:
     subprocess.run(["callgrind_control", *arguments], capture_output=True, check=False)
 
 
-def count(loop: str, mode: str, drive: Driver) -> tuple[int, int]:
-    """(round trips, user-space instructions) of ``loop``'s echo server, measured by ``drive``."""
+def count(loop: str, mode: str, drive: Driver, kind: str = "echo") -> tuple[int, int]:
+    """(round trips, user-space instructions) of ``loop``'s ``kind`` server, measured by ``drive``.
+
+    ``kind`` is ``echo`` (``mode`` protocol, streams or sock) or a web server
+    of ``bench`` (uvicorn, aiohttp; ``mode`` unused).
+    """
     from .processes import start_server  # imports slipstream: only when measuring
 
     with tempfile.TemporaryDirectory(prefix="slipstream-callgrind-") as directory:
@@ -101,7 +105,7 @@ def count(loop: str, mode: str, drive: Driver) -> tuple[int, int]:
             "--instr-atstart=no",
             f"--callgrind-out-file={output}",
         ]
-        server = start_server(loop, "echo", mode, wrapper=wrapper)
+        server = start_server(loop, kind, mode, wrapper=wrapper)
         try:
             requests = drive(server)
             server.check_alive()
@@ -114,11 +118,15 @@ def count(loop: str, mode: str, drive: Driver) -> tuple[int, int]:
         return requests, totals[-1]
 
 
-def saturated(size: int, seconds: float, connections: int) -> Driver:
-    """The load generator's echo, ``connections`` messages in flight, for ``seconds``."""
+def saturated(size: int, seconds: float, connections: int, load: str = "echo") -> Driver:
+    """The load generator, ``connections`` requests in flight, for ``seconds``.
+
+    ``load`` is the generator's mode: ``echo`` (messages of ``size`` bytes) or
+    ``http`` (keep-alive GET requests, the web rows').
+    """
 
     def drive(server: Server) -> int:
-        spec = load_spec(server, connections, size, warmup=0.0, duration=1.0)
+        spec = load_spec(server, connections, size, warmup=0.0, duration=1.0, mode=load)
         run_load_generator(spec, timeout=60)  # warm-up, not instrumented
         callgrind(["-i", "on", str(server.pid)])
         run_load_generator(dict(spec, duration=0.5), timeout=60)  # settle
@@ -240,7 +248,8 @@ def main(argv: list[str]) -> int:
         "--only",
         default=",".join(DEFAULT_ROWS),
         help=(
-            "MODE.SIZE echo rows, 'micro' or micro.NAME, comma-separated "
+            "MODE.SIZE echo rows, web.uvicorn and web.aiohttp (saturated, "
+            "--web-connections), 'micro' or micro.NAME, comma-separated "
             f"(default {','.join(DEFAULT_ROWS)})"
         ),
     )
@@ -256,6 +265,9 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--connections", type=int, default=10, help="saturated: connections (10)")
     parser.add_argument(
+        "--web-connections", type=int, default=50, help="web rows: connections (50, as bench's)"
+    )
+    parser.add_argument(
         "--trips", type=int, default=1000, help="lockstep: measured round trips (1000)"
     )
     parser.add_argument(
@@ -270,6 +282,7 @@ def main(argv: list[str]) -> int:
         return 2
     loops = args.loops.split(",") if args.loops else [*available_loops(), *REFERENCES]
     rows = []
+    web_rows = []
     micro_names = []
     for name in args.only.split(","):
         mode, _, size_name = name.partition(".")
@@ -277,10 +290,12 @@ def main(argv: list[str]) -> int:
             micro_names += [size_name] if size_name else [b.name for b in micro.BENCHMARKS]
         elif mode in ECHO_MODES and size_name in ECHO_SIZES:
             rows.append((mode, size_name))
+        elif mode == "web" and (not size_name or size_name in WEB_SERVERS):
+            web_rows += [size_name] if size_name else list(WEB_SERVERS)
         else:
             print(
-                f"error: unknown row {name!r} (MODE.SIZE as protocol.1k, micro or "
-                f"micro.NAME with NAME one of {', '.join(micro.BY_NAME)})",
+                f"error: unknown row {name!r} (MODE.SIZE as protocol.1k, web.uvicorn, "
+                f"web.aiohttp, micro or micro.NAME with NAME one of {', '.join(micro.BY_NAME)})",
                 file=sys.stderr,
             )
             return 2
@@ -312,6 +327,22 @@ def main(argv: list[str]) -> int:
                 continue
             per_trip = instructions / max(1, requests)
             print(f"  {loop:<{width}}  {per_trip:>10,.0f}   ({requests:,} round trips)", flush=True)
+    for server in web_rows:
+        drive = saturated(0, args.seconds, args.web_connections, load="http")
+        print(
+            f"web {WEB_SERVERS[server]}, {args.web_connections} conns, saturated: "
+            "instructions per request (user space)"
+        )
+        for loop in loops:
+            if loop in REFERENCES:
+                continue
+            try:
+                requests, instructions = count(loop, "", drive, kind=server)
+            except BenchError as exc:
+                print(f"  {loop:<{width}}  error: {exc}", flush=True)
+                continue
+            per_request = instructions / max(1, requests)
+            print(f"  {loop:<{width}}  {per_request:>10,.0f}   ({requests:,} requests)", flush=True)
     return 0
 
 
