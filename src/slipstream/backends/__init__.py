@@ -52,6 +52,7 @@ if COMPILED:
         send_count,
         sendmsg_count,
         sendto,
+        set_recv_buffer,
     )
 else:
     from .syscalls import (
@@ -63,6 +64,7 @@ else:
         send_count,
         sendmsg_count,
         sendto,
+        set_recv_buffer,
     )
 
 __all__ = [
@@ -88,6 +90,7 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
+    "set_recv_buffer",
 ]
 
 

@@ -59,22 +59,43 @@ cdef extern from *:
     /* recv() into a new bytes object of at most size bytes.
 
        socket.recv(size) allocates size bytes, receives, then shrinks the
-       object to what came: a 256 KiB malloc() and a realloc() per read
-       (~600 instructions), which a 1 KiB message pays in full.  Here reads
-       of up to 256 KiB land in one cached 256 KiB bytes object that nobody
-       else holds.  A short read (at most SLIPSTREAM_RECV_COPY bytes) is
-       copied out into a bytes object of its size and the cache is kept, as
-       uvloop copies out of its read buffer; a long one is handed over
-       without a copy (shrunk to size, as recv() does) and the next read
-       makes a new cache.  Copying costs per byte and the allocation does
-       not, so the two meet at a few KiB.  The cache can be static because
-       the GIL is held from the system call to the hand-over; a
-       free-threaded build allocates per read instead. */
-    #define SLIPSTREAM_RECV_BUFFER (256 * 1024)
+       object to what came: a malloc() of the whole size and a realloc() per
+       read (~600 instructions for 256 KiB), which a 1 KiB message pays in
+       full.  Here reads of up to slipstream_recv_buffer bytes land in one
+       cached bytes object of that size that nobody else holds.  A short
+       read (at most SLIPSTREAM_RECV_COPY bytes) is copied out into a bytes
+       object of its size and the cache is kept, as uvloop copies out of its
+       read buffer; a long one is handed over without a copy (shrunk to
+       size, as recv() does) and the next read makes a new cache.  Copying
+       costs per byte and the allocation does not, so the two meet at a few
+       KiB.  The cache can be static because the GIL is held from the system
+       call to the hand-over; a free-threaded build allocates per read
+       instead.
+
+       The cache's size is the allocator's business, as the transports' read
+       size is (transports/allocator.py): glibc, untaught, mmap()s every
+       block of 128 KiB or more, and a handed-over cache is a new block, so a
+       256 KiB cache would cost an mmap(), a page fault per 4 KiB received
+       and an munmap() on every long read (measured: 4 faults a 10 KiB
+       sock_recv, 29 a 100 KiB one, in a process that had made no
+       transport).  So it starts at 64 KiB, which every allocator serves
+       from its heap, and becomes 256 KiB only when the allocator has been
+       taught (slipstream_set_recv_buffer, from large_reads_are_cheap()).  A
+       read asking for more than the cache allocates its own, as recv()
+       does. */
     #define SLIPSTREAM_RECV_COPY 4096
+    static Py_ssize_t slipstream_recv_buffer = 64 * 1024;
     #ifndef Py_GIL_DISABLED
     static PyObject *slipstream_recv_cache = NULL;
     #endif
+    static void slipstream_set_recv_buffer(Py_ssize_t size) {
+        if (size == slipstream_recv_buffer)
+            return;
+        slipstream_recv_buffer = size;
+    #ifndef Py_GIL_DISABLED
+        Py_CLEAR(slipstream_recv_cache);  /* the next read makes one of the new size */
+    #endif
+    }
 
     /* Giving a short read's bytes object back.  A copied-out short read is a
        malloc() and a free() of its size, and between 513 bytes and 4 KiB
@@ -154,9 +175,9 @@ cdef extern from *:
         socklen_t room = addrlen != NULL ? *addrlen : 0;
         int error, cached = 0;
     #ifndef Py_GIL_DISABLED
-        if (size <= SLIPSTREAM_RECV_BUFFER) {
+        if (size <= slipstream_recv_buffer) {
             if (slipstream_recv_cache == NULL) {
-                slipstream_recv_cache = PyBytes_FromStringAndSize(NULL, SLIPSTREAM_RECV_BUFFER);
+                slipstream_recv_cache = PyBytes_FromStringAndSize(NULL, slipstream_recv_buffer);
                 if (slipstream_recv_cache == NULL)
                     return NULL;
             }
@@ -569,6 +590,7 @@ cdef extern from *:
     object slipstream_sendto_inet(int fd, object data, object address)
     object slipstream_recv_bytes(int fd, Py_ssize_t size)
     void slipstream_recv_recycle(object data)
+    void slipstream_set_recv_buffer(Py_ssize_t size)
     PyObject *slipstream_recv_lent
     object slipstream_recv_into(int fd, object buffer)
     bint slipstream_writable(object buffer)
@@ -652,6 +674,10 @@ cdef enum:
 
 cdef inline void recycle(object data):
     slipstream_recv_recycle(data)
+
+
+cdef inline void set_recv_buffer(Py_ssize_t size):
+    slipstream_set_recv_buffer(size)
 
 
 cdef inline object recvfrom(object sock, object size):
