@@ -64,6 +64,28 @@ class OptionalBuildExt(build_ext):
             warn(f"{type(exc).__name__}: {exc}")
 
 
+def declarations_changed(name: str) -> bool:
+    """Whether any .pxd of the package is newer than the module's generated C.
+
+    Cython regenerates a module's C when its source or the files it finds that
+    source cimporting change, but it reads cimports with a pattern that misses
+    some (stream_engine.pxd's "from slipstream.backends cimport syscalls"
+    came out as a module named after the next declaration), so a changed
+    syscalls.pxd left the stream engine's C, and so an editable install's
+    receive code, as it was.  The .pxd files are few and small: any of them
+    newer than the C regenerates it.
+    """
+    generated = os.path.join("build", "cython", "src", "slipstream", *name.split(".")) + ".c"
+    if not os.path.exists(generated):
+        return False  # generated anyway
+    built_at = os.path.getmtime(generated)
+    for directory, _, files in os.walk(os.path.join("src", "slipstream")):
+        for file in files:
+            if file.endswith(".pxd") and os.path.getmtime(os.path.join(directory, file)) > built_at:
+                return True
+    return False
+
+
 def extensions() -> list[Extension]:
     if os.environ.get("SLIPSTREAM_NO_COMPILE", "") not in ("", "0"):
         return []
@@ -79,7 +101,11 @@ def extensions() -> list[Extension]:
         module = Extension(f"slipstream.{name}", [f"src/slipstream/{name.replace('.', '/')}.py"])
         try:
             built += cythonize(
-                [module], compiler_directives=DIRECTIVES, build_dir="build/cython", quiet=True
+                [module],
+                compiler_directives=DIRECTIVES,
+                build_dir="build/cython",
+                quiet=True,
+                force=declarations_changed(name),
             )
         except Exception as exc:
             warn(f"Cython failed on slipstream.{name}: {exc}")
