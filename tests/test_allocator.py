@@ -16,20 +16,25 @@ _PROBE = (
 )
 
 
-def _probe(extra_environment: dict[str, str]) -> str:
+def _run(source: str, extra_environment: dict[str, str] | None = None) -> list[str]:
+    """Run ``source`` in a new interpreter free of malloc tunables; its output's words."""
     environment = {
         key: value
         for key, value in os.environ.items()
         if not key.startswith("MALLOC_") and key != "GLIBC_TUNABLES"
     }
-    environment.update(extra_environment)
+    environment.update(extra_environment or {})
     return subprocess.run(
-        [sys.executable, "-c", _PROBE],
+        [sys.executable, "-c", source],
         env=environment,
         capture_output=True,
         text=True,
         check=True,
-    ).stdout.strip()
+    ).stdout.split()
+
+
+def _probe(extra_environment: dict[str, str]) -> str:
+    return " ".join(_run(_PROBE, extra_environment))
 
 
 def _on_glibc() -> bool:
@@ -133,17 +138,60 @@ print(allocator._answer)
     reason="glibc's heap, Linux's counters",
 )
 def test_sock_recv_in_an_untaught_process_does_not_fault_in_each_read() -> None:
-    environment = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("MALLOC_") and key != "GLIBC_TUNABLES"
-    }
-    faults, answer = subprocess.run(
-        [sys.executable, "-c", _FAULT_PROBE],
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
+    faults, answer = _run(_FAULT_PROBE)
     assert answer == "None"  # nothing taught glibc: the case this test is about
     assert int(faults) < 100  # 400 reads; a fresh mmap()ed block each would be 1,600
+
+
+# A taught process's transports ask for 256 KiB reads; the compiled receive
+# must serve them from its cached buffer and copy a short read out, not make
+# and shrink a 256 KiB block per read (what happened when the cache's size was
+# set through one compiled module and the stream engine, which has its own
+# copy of the cache, never heard of it: ~860 instructions a 1 KiB echo).
+# tracemalloc sees every block Python allocates; a 1 KiB echo through
+# transports on both ends must never have held a block anywhere near 256 KiB.
+_ECHO_PROBE = """
+import asyncio, tracemalloc
+import slipstream
+from slipstream.transports import allocator
+
+class Echo(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(data)
+
+async def main() -> None:
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Echo, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    message = bytes(range(256)) * 4
+    async def trip() -> None:
+        writer.write(message)
+        assert await reader.readexactly(len(message)) == message
+    for _ in range(50):
+        await trip()
+    tracemalloc.start()
+    for _ in range(300):
+        await trip()
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    print(peak)
+    writer.close()
+    server.close()
+
+slipstream.run(main())
+print(allocator._answer)
+"""
+
+
+@pytest.mark.skipif(not _on_glibc(), reason="glibc's heap decides the transports' read size")
+def test_compiled_transport_reads_do_not_allocate_what_they_ask_for() -> None:
+    from slipstream import backends
+
+    if not backends.COMPILED:
+        pytest.skip("interpreted, recv(n) allocates n bytes per read, as socket.recv does")
+    peak, answer = _run(_ECHO_PROBE)
+    assert answer == "True"  # taught: the transports asked for 256 KiB reads
+    assert int(peak) < 64 * 1024  # a 256 KiB block per read would show here

@@ -52,7 +52,6 @@ if COMPILED:
         send_count,
         sendmsg_count,
         sendto,
-        set_recv_buffer,
     )
 else:
     from .syscalls import (
@@ -64,7 +63,6 @@ else:
         send_count,
         sendmsg_count,
         sendto,
-        set_recv_buffer,
     )
 
 __all__ = [
@@ -90,7 +88,6 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
-    "set_recv_buffer",
 ]
 
 

@@ -27,7 +27,6 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
-    "set_recv_buffer",
 ]
 
 
@@ -70,15 +69,3 @@ def sendmsg_count(sock: socket.socket, buffers: Sequence[Any], count: int) -> in
     """``sock.sendmsg()`` of the first ``count`` buffers (the stream engine's burst send)."""
     return syscalls.sendmsg_count(sock, buffers, count)
 
-
-def set_recv_buffer(size: int) -> None:
-    """Read into a cached buffer of ``size`` bytes where reads are compiled (from the next read).
-
-    ``size`` should be a block the C allocator serves from its heap:
-    :func:`slipstream.transports.allocator.large_reads_are_cheap` raises it to
-    256 KiB once glibc has been taught so; before, and elsewhere, 64 KiB.
-    Interpreted, each ``recv`` allocates what it asks for and this does nothing.
-    """
-    if size < 1:
-        raise ValueError(f"the receive buffer must be at least one byte, not {size}")
-    syscalls.set_recv_buffer(size)

@@ -61,41 +61,37 @@ cdef extern from *:
        socket.recv(size) allocates size bytes, receives, then shrinks the
        object to what came: a malloc() of the whole size and a realloc() per
        read (~600 instructions for 256 KiB), which a 1 KiB message pays in
-       full.  Here reads of up to slipstream_recv_buffer bytes land in one
-       cached bytes object of that size that nobody else holds.  A short
-       read (at most SLIPSTREAM_RECV_COPY bytes) is copied out into a bytes
-       object of its size and the cache is kept, as uvloop copies out of its
-       read buffer; a long one is handed over without a copy (shrunk to
-       size, as recv() does) and the next read makes a new cache.  Copying
-       costs per byte and the allocation does not, so the two meet at a few
-       KiB.  The cache can be static because the GIL is held from the system
-       call to the hand-over; a free-threaded build allocates per read
-       instead.
+       full.  Here reads of up to SLIPSTREAM_RECV_CACHE_MAX bytes land in one
+       cached bytes object that nobody else holds.  A short read (at most
+       SLIPSTREAM_RECV_COPY bytes) is copied out into a bytes object of its
+       size and the cache is kept, as uvloop copies out of its read buffer;
+       a long one is handed over without a copy (shrunk to size, as recv()
+       does) and the next read makes a new cache.  Copying costs per byte and
+       the allocation does not, so the two meet at a few KiB.  The cache can
+       be static because the GIL is held from the system call to the
+       hand-over; a free-threaded build allocates per read instead.
 
-       The cache's size is the allocator's business, as the transports' read
-       size is (transports/allocator.py): glibc, untaught, mmap()s every
-       block of 128 KiB or more, and a handed-over cache is a new block, so a
-       256 KiB cache would cost an mmap(), a page fault per 4 KiB received
-       and an munmap() on every long read (measured: 4 faults a 10 KiB
-       sock_recv, 29 a 100 KiB one, in a process that had made no
-       transport).  So it starts at 64 KiB, which every allocator serves
-       from its heap, and becomes 256 KiB only when the allocator has been
-       taught (slipstream_set_recv_buffer, from large_reads_are_cheap()).  A
-       read asking for more than the cache allocates its own, as recv()
-       does. */
+       The cache is as large as the largest read asked of it, and at least
+       64 KiB, so its size is whatever the caller chose, and the caller is
+       the one who knows what the allocator serves cheaply: the transports
+       ask for 256 KiB only once glibc has been taught to keep such blocks
+       on its heap (transports/allocator.py), 64 KiB (up to 127 KiB in a
+       bulk transfer) before.  A fixed 256 KiB cache was wrong both ways.
+       In a process that never made a transport, so never taught glibc, each
+       long read handed over an mmap()ed block: an mmap(), a page fault per
+       4 KiB received and an munmap() (measured: 4 faults a 10 KiB
+       sock_recv(65536), 29 a 100 KiB one).  And a size set from outside
+       reaches only one module: each compiled module that cimports this file
+       has its own copy of these statics, so a setter called through
+       socket_calls left the stream engine's cache at its default, and every
+       256 KiB transport read allocated and shrank a block of its own
+       (~860 instructions a 1 KiB echo).  Asked-for size needs no setter. */
     #define SLIPSTREAM_RECV_COPY 4096
-    static Py_ssize_t slipstream_recv_buffer = 64 * 1024;
+    #define SLIPSTREAM_RECV_CACHE_MIN (64 * 1024)
+    #define SLIPSTREAM_RECV_CACHE_MAX (256 * 1024)
     #ifndef Py_GIL_DISABLED
     static PyObject *slipstream_recv_cache = NULL;
     #endif
-    static void slipstream_set_recv_buffer(Py_ssize_t size) {
-        if (size == slipstream_recv_buffer)
-            return;
-        slipstream_recv_buffer = size;
-    #ifndef Py_GIL_DISABLED
-        Py_CLEAR(slipstream_recv_cache);  /* the next read makes one of the new size */
-    #endif
-    }
 
     /* Giving a short read's bytes object back.  A copied-out short read is a
        malloc() and a free() of its size, and between 513 bytes and 4 KiB
@@ -175,9 +171,11 @@ cdef extern from *:
         socklen_t room = addrlen != NULL ? *addrlen : 0;
         int error, cached = 0;
     #ifndef Py_GIL_DISABLED
-        if (size <= slipstream_recv_buffer) {
-            if (slipstream_recv_cache == NULL) {
-                slipstream_recv_cache = PyBytes_FromStringAndSize(NULL, slipstream_recv_buffer);
+        if (size <= SLIPSTREAM_RECV_CACHE_MAX) {
+            if (slipstream_recv_cache == NULL || size > PyBytes_GET_SIZE(slipstream_recv_cache)) {
+                Py_CLEAR(slipstream_recv_cache);
+                slipstream_recv_cache = PyBytes_FromStringAndSize(
+                    NULL, size > SLIPSTREAM_RECV_CACHE_MIN ? size : SLIPSTREAM_RECV_CACHE_MIN);
                 if (slipstream_recv_cache == NULL)
                     return NULL;
             }
@@ -590,7 +588,6 @@ cdef extern from *:
     object slipstream_sendto_inet(int fd, object data, object address)
     object slipstream_recv_bytes(int fd, Py_ssize_t size)
     void slipstream_recv_recycle(object data)
-    void slipstream_set_recv_buffer(Py_ssize_t size)
     PyObject *slipstream_recv_lent
     object slipstream_recv_into(int fd, object buffer)
     bint slipstream_writable(object buffer)
@@ -674,10 +671,6 @@ cdef enum:
 
 cdef inline void recycle(object data):
     slipstream_recv_recycle(data)
-
-
-cdef inline void set_recv_buffer(Py_ssize_t size):
-    slipstream_set_recv_buffer(size)
 
 
 cdef inline object recvfrom(object sock, object size):

@@ -56,7 +56,6 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
-    "set_recv_buffer",
 ]
 
 
@@ -81,18 +80,6 @@ def recycle(data: bytes) -> None:
     else holds any more becomes the one the next short read is copied into,
     which saves its allocation (see ``slipstream_recv_recycle`` in the ``.pxd``).
     """
-
-
-def set_recv_buffer(size: int) -> None:
-    """Make :func:`recv`'s cached buffer ``size`` bytes (from the next read on).
-
-    Interpreted, nothing: ``sock.recv(n)`` allocates ``n`` bytes per read.
-    Compiled, reads of up to ``size`` bytes land in one cached buffer of that
-    size, which should be a block the C allocator serves from its heap (see
-    ``slipstream_recv_buffer`` in the ``.pxd``); 64 KiB until told otherwise.
-    """
-    if size < 1:
-        raise ValueError(f"the receive buffer must be at least one byte, not {size}")
 
 
 def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Any]:

@@ -24,7 +24,7 @@ socket pair), and a bulk transfer needs half the system calls.  That is the
 state any long-running process reaches anyway; the only lasting effect is
 that up to 2 MiB of freed heap is kept for reuse instead of being returned.
 The compiled socket calls' cached read buffer (``backends/syscalls.pxd``)
-follows the same answer: 64 KiB until then, 256 KiB after.
+follows from the same answer: it is as large as the reads asked of it.
 
 Where the threshold is fixed (``MALLOC_MMAP_THRESHOLD_`` or any other malloc
 tunable in the environment disables the dynamic adjustment) or the C library
@@ -35,8 +35,6 @@ allocator we know serves them from its heap.
 from __future__ import annotations
 
 import os
-
-from ..backends import set_recv_buffer
 
 __all__ = ["LARGE_READ", "SMALL_READ", "large_reads_are_cheap", "teach_allocator"]
 
@@ -82,16 +80,10 @@ def _threshold_is_dynamic() -> bool:
 
 
 def large_reads_are_cheap() -> bool:
-    """Whether a 256 KiB ``recv`` is served from the heap (teaching glibc so, once).
-
-    When it is, the compiled socket calls' cached read buffer grows to 256 KiB
-    too (:func:`slipstream.backends.set_recv_buffer`; it stays at 64 KiB
-    otherwise, for the same reason the reads do).
-    """
+    """Whether a 256 KiB ``recv`` is served from the heap (teaching glibc so, once)."""
     global _answer
     if _answer is None:
         _answer = _threshold_is_dynamic()
         if _answer:
             teach_allocator()
-            set_recv_buffer(LARGE_READ)
     return _answer
