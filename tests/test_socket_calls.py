@@ -34,6 +34,15 @@ def outcome(call: Callable[[], Any]) -> tuple[str, Any]:
         return ("error", (type(exc), getattr(exc, "errno", None)))
 
 
+def receive_all(sock: socket.socket, expected: int) -> int:
+    """Read from ``sock`` until ``expected`` bytes have come; how many came."""
+    received = 0
+    while received < expected:
+        select.select([sock], [], [], 5)
+        received += len(sock.recv(1 << 20))
+    return received
+
+
 @pytest.fixture
 def pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     a, b = socket.socketpair()
@@ -161,11 +170,7 @@ def test_send_is_partial_then_would_block_on_a_full_socket(
             break
         assert 0 < result[1] <= len(chunk)
         sent += result[1]
-    received = 0
-    while received < sent:
-        select.select([b], [], [], 5)
-        received += len(b.recv(1 << 20))
-    assert received == sent
+    assert receive_all(b, sent) == sent
 
 
 @pytest.mark.parametrize("call", [backends.send, socket.socket.send], ids=["ours", "method"])
@@ -444,11 +449,7 @@ def test_send_count_is_send(pair: tuple[socket.socket, socket.socket]) -> None:
         sent += result[1]
     assert result == outcome(lambda: a.send(chunk))
     assert result[1][0] is BlockingIOError
-    received = 0
-    while received < sent:
-        select.select([b], [], [], 5)
-        received += len(b.recv(1 << 20))
-    assert received == sent
+    assert receive_all(b, sent) == sent
 
 
 def test_send_count_and_recv_sized_fail_as_the_methods_do() -> None:
@@ -518,11 +519,7 @@ def test_sendmsg_count_is_partial_then_would_block_and_fails_as_sendmsg_does(
         sent += result[1]
     assert result == outcome(lambda: a.sendmsg(burst))
     assert result[1][0] is BlockingIOError
-    received = 0
-    while received < sent:
-        select.select([b], [], [], 5)
-        received += len(b.recv(1 << 20))
-    assert received == sent
+    assert receive_all(b, sent) == sent
     b.close()
     assert outcome(lambda: backends.sendmsg_count(a, burst, 2)) == outcome(
         lambda: a.sendmsg(burst)
