@@ -9,7 +9,6 @@ Needs aiohttp and httpx (`pip install aiohttp httpx`).
 """
 
 import asyncio
-import functools
 import re
 
 import httpx
@@ -89,10 +88,9 @@ async def main() -> None:
         # SSL context (~60 ms the first time here), long enough for asyncio's debug
         # mode to report a slow callback, so it is built in a worker thread.
         # trust_env=False: a proxy set in the environment must not come between us and loopback.
-        client_for_site = functools.partial(
+        async with await asyncio.to_thread(
             httpx.AsyncClient, base_url=url, trust_env=False, timeout=30
-        )
-        async with await asyncio.to_thread(client_for_site) as client:
+        ) as client:
             scraper = Scraper(client)
             links = LINK.findall(await scraper.fetch("/"))
             print(f"index: {len(links)} links")
