@@ -64,8 +64,8 @@ class OptionalBuildExt(build_ext):
             warn(f"{type(exc).__name__}: {exc}")
 
 
-def declarations_changed(name: str) -> bool:
-    """Whether any .pxd of the package is newer than the module's generated C.
+def newest_declaration() -> float:
+    """When the newest .pxd of the package was written (0 if there is none).
 
     Cython regenerates a module's C when its source or the files it finds that
     source cimporting change, but it reads cimports with a pattern that misses
@@ -73,17 +73,20 @@ def declarations_changed(name: str) -> bool:
     came out as a module named after the next declaration), so a changed
     syscalls.pxd left the stream engine's C, and so an editable install's
     receive code, as it was.  The .pxd files are few and small: any of them
-    newer than the C regenerates it.
+    newer than a module's C regenerates it (see extensions()).
     """
-    generated = os.path.join("build", "cython", "src", "slipstream", *name.split(".")) + ".c"
-    if not os.path.exists(generated):
-        return False  # generated anyway
-    built_at = os.path.getmtime(generated)
+    newest = 0.0
     for directory, _, files in os.walk(os.path.join("src", "slipstream")):
         for file in files:
-            if file.endswith(".pxd") and os.path.getmtime(os.path.join(directory, file)) > built_at:
-                return True
-    return False
+            if file.endswith(".pxd"):
+                newest = max(newest, os.path.getmtime(os.path.join(directory, file)))
+    return newest
+
+
+def generated_before(name: str, moment: float) -> bool:
+    """Whether the module's generated C exists and was written before ``moment``."""
+    generated = os.path.join("build", "cython", "src", "slipstream", *name.split(".")) + ".c"
+    return os.path.exists(generated) and os.path.getmtime(generated) < moment
 
 
 def extensions() -> list[Extension]:
@@ -95,6 +98,7 @@ def extensions() -> list[Extension]:
         warn("Cython is not installed")
         return []
     built = []
+    declared = newest_declaration()
     # One module at a time: a module Cython cannot compile is left out (its
     # package then loads its group's sources) without losing the others.
     for name in COMPILED_MODULES:
@@ -105,7 +109,7 @@ def extensions() -> list[Extension]:
                 compiler_directives=DIRECTIVES,
                 build_dir="build/cython",
                 quiet=True,
-                force=declarations_changed(name),
+                force=generated_before(name, declared),
             )
         except Exception as exc:
             warn(f"Cython failed on slipstream.{name}: {exc}")
