@@ -9,12 +9,15 @@ re-implements rather than inherits from asyncio.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
+import gc
 import importlib.machinery
 import json
 import os
 import subprocess
 import sys
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -176,5 +179,109 @@ def test_keyboard_interrupt_keeps_the_rest_of_the_batch(loop_factory: Any) -> No
         loop.call_soon(loop.stop)
         loop.run_forever()
         assert seen == ["first", "after", "newer"]
+    finally:
+        loop.close()
+
+
+# The compiled run loop recycles a handle once it has run, if nothing else
+# refers to it (scheduler._free_handles).  What user code can see must not
+# change: a handle it keeps stays as it was, a weak reference to one it
+# dropped dies as it would when the handle is freed, and a recycled handle
+# is indistinguishable from a new one.
+
+
+def _run_turns(loop: asyncio.AbstractEventLoop, turns: int = 3) -> None:
+    for _ in range(turns):
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+
+
+def test_a_handle_kept_by_its_caller_is_not_reused(loop_factory: Any) -> None:
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    seen: list[int] = []
+    try:
+        kept = loop.call_soon(seen.append, 1)
+        kept_repr = repr(kept)
+        _run_turns(loop)
+        # Many more callbacks, whose handles are dropped at once.
+        for n in range(2, 300):
+            loop.call_soon(seen.append, n)
+        _run_turns(loop)
+        assert seen == list(range(1, 300))
+        assert repr(kept) == kept_repr
+        assert not kept.cancelled()
+        fresh = [loop.call_soon(seen.append, -n) for n in range(300)]
+        assert all(handle is not kept for handle in fresh)
+        for handle in fresh:
+            handle.cancel()
+        _run_turns(loop)
+        assert seen == list(range(1, 300))
+    finally:
+        loop.close()
+
+
+def test_a_weak_reference_to_a_run_handle_dies(loop_factory: Any) -> None:
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    seen: list[str] = []
+    try:
+        ref = weakref.ref(loop.call_soon(seen.append, "ran"))
+        _run_turns(loop)
+        assert seen == ["ran"]
+        assert ref() is None
+        # And stays dead however many handles are made and run afterwards.
+        for _ in range(50):
+            loop.call_soon(seen.append, "more")
+        _run_turns(loop)
+        assert ref() is None
+    finally:
+        loop.close()
+
+
+def test_recycled_handles_start_afresh(loop_factory: Any) -> None:
+    loop: asyncio.AbstractEventLoop = loop_factory()
+    seen: list[Any] = []
+    variable: contextvars.ContextVar[str] = contextvars.ContextVar("variable", default="unset")
+    try:
+        for n in range(100):
+            handle = loop.call_soon(seen.append, n)
+            if n % 3 == 0:
+                handle.cancel()
+            repr(handle)  # a cached repr must not survive into the next use
+            del handle
+        _run_turns(loop)
+        assert seen == [n for n in range(100) if n % 3]
+        seen.clear()
+        context = contextvars.copy_context()
+        context.run(variable.set, "set")
+        handles = [loop.call_soon(lambda: seen.append(variable.get())) for _ in range(50)]
+        handles += [loop.call_soon(lambda: seen.append(variable.get()), context=context)]
+        for handle in handles:
+            assert not handle.cancelled()
+            assert "cancelled" not in repr(handle)
+        del handles
+        _run_turns(loop)
+        assert seen == ["unset"] * 50 + ["set"]
+    finally:
+        loop.close()
+
+
+@pytest.mark.skipif(not slipstream.compiled, reason="the interpreted loop does not recycle")
+def test_the_compiled_loop_recycles_handles_nobody_holds() -> None:
+    loop = slipstream.new_event_loop()
+    try:
+        for n in range(20):
+            loop.call_soon(len, "x" * n)
+        _run_turns(loop)
+        # The recycled handles live on, emptied, in the scheduler's free list
+        # (holding no callback, arguments, context or loop).
+        handle_type = type(loop.call_soon(len, ""))
+        emptied = [
+            obj
+            for obj in gc.get_objects()
+            if type(obj) is handle_type
+            and getattr(obj, "_callback", 0) is None
+            and getattr(obj, "_loop", 0) is None
+        ]
+        assert len(emptied) >= 10
     finally:
         loop.close()

@@ -32,7 +32,7 @@ cdef class EpollBackend(ReadyBackend):
     @cython.locals(events=list, armed=set, fired=set)
     cpdef list poll(self, object timeout)
 
-    @cython.locals(count=int)
+    @cython.locals(count=int, seconds=double)
     cpdef int poll_ready(self, object timeout, dict readers, dict writers, list ready) except -1
 
     cdef _grow(self)

@@ -221,15 +221,20 @@ class EpollBackend(ReadyBackend):
         # method for it cost ~1,000 instructions a turn, measured.)
         if self._fired:
             self._rearm_lasting()
+        # Into a C double, compiled (epoll.pxd), before the comparison: a
+        # Python float compared with _MAX_TIMEOUT boxed the bound anew on
+        # every poll.
         if timeout is None:
-            timeout = -1.0
-        elif timeout > _MAX_TIMEOUT:
-            timeout = _MAX_TIMEOUT
+            seconds = -1.0
+        else:
+            seconds = timeout
+            if seconds > _MAX_TIMEOUT:
+                seconds = _MAX_TIMEOUT
         count = syscalls.epoll_wait_ready(
             self._epoll,
             self._epfd,
             self._buffer,
-            timeout,
+            seconds,
             self._maxevents,
             _READ_EVENTS,
             _WRITE_EVENTS,

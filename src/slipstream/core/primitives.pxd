@@ -15,6 +15,32 @@ cdef extern from "Python.h":
     void Py_SET_SIZE(object o, Py_ssize_t size)
 
 
+cdef extern from *:
+    """
+    /* The caller's reference is the only strong one (a reference count of 1)
+       and no weak reference exists: a weakref would otherwise go on seeing
+       the object after the caller reuses it, where a freed object would have
+       cleared it.  A type that keeps its weak references at a fixed offset
+       (tp_weaklistoffset > 0, as a Cython class declaring __weakref__) is
+       read there; one without them (0) has none to check; one whose list the
+       interpreter manages (< 0) is never called unshared. */
+    static inline int slipstream_unshared(PyObject *o) {
+        Py_ssize_t offset;
+        if (Py_REFCNT(o) != 1)
+            return 0;
+        offset = Py_TYPE(o)->tp_weaklistoffset;
+        if (offset < 0)
+            return 0;
+        return offset == 0 || *(PyObject **)((char *)o + offset) == NULL;
+    }
+    """
+    bint slipstream_unshared(object obj) noexcept
+
+
+cdef inline bint compiled() noexcept:
+    return True
+
+
 cdef inline double monotonic() noexcept:
     cdef timespec now
     clock_gettime(CLOCK_MONOTONIC, &now)
@@ -73,3 +99,7 @@ cdef inline void empty_list(list items) noexcept:
         item = slots[index]
         slots[index] = NULL
         Py_XDECREF(item)
+
+
+cdef inline bint unshared(object obj) noexcept:
+    return slipstream_unshared(obj)

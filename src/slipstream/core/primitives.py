@@ -15,7 +15,15 @@ them as inline C functions that give the same results without a Python call:
   ``seconds``: 0 under 1 µs, 1 under 2 µs, 2 under 4 µs, ... (the index of
   a power-of-two histogram bucket);
 * ``empty_list(items)`` is ``items.clear()``, but compiled it keeps the list's
-  array for the next appends (the ready queue is emptied once per turn).
+  array for the next appends (the ready queue is emptied once per turn);
+* ``compiled()`` is false here and true in the compiled build, for the few
+  steps only C can take (below);
+* ``unshared(obj)``, compiled, says whether the caller's reference is the only
+  one to ``obj`` and nothing refers to it weakly: then nothing can ever see
+  the object again but the caller, which may reuse it (the scheduler recycles
+  the handles it has run).  Interpreted, a reference count includes the
+  interpreter's own references, which differ between versions, so it is never
+  called: the interpreted loop does not recycle.
 
 The event loop reads the clock once per turn, runs every callback in a
 context and empties its ready list once per turn, so these calls are a
@@ -28,12 +36,14 @@ import contextvars
 import time
 
 __all__ = [
+    "compiled",
     "copy_context",
     "empty_list",
     "lag_bucket",
     "monotonic",
     "run_in_context",
     "run_in_context_with",
+    "unshared",
 ]
 
 monotonic = time.monotonic
@@ -46,3 +56,13 @@ empty_list = list.clear
 def lag_bucket(seconds: float) -> int:
     """The bit length of ``seconds`` in whole microseconds (see the module docstring)."""
     return int(seconds * 1e6).bit_length()
+
+
+def compiled() -> bool:
+    """False: this is the interpreted build (the compiled one inlines True)."""
+    return False
+
+
+def unshared(obj: object) -> bool:
+    """Whether the caller holds the only reference to ``obj`` (compiled only; see above)."""
+    return False

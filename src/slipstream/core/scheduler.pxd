@@ -15,7 +15,11 @@ cdef object _heappush
 cdef object _heappop
 cdef object _Future
 cdef object _Task
+cdef list _free_handles
+cdef Py_ssize_t _FREE_HANDLES_MAX
+cdef bint _RECYCLE_HANDLES
 cdef double _POLL_SKIP_WINDOW
+cdef object _NO_WAIT
 cdef Py_ssize_t _MIN_CANCELLED_TIMERS_TO_PURGE
 cdef Py_ssize_t _LAG_TOP_BUCKET
 
