@@ -19,6 +19,7 @@ cdef list _free_handles
 cdef Py_ssize_t _FREE_HANDLES_MAX
 cdef bint _RECYCLE_HANDLES
 cdef double _POLL_SKIP_WINDOW
+cdef double _AFTER_POLL
 cdef object _NO_WAIT
 cdef Py_ssize_t _MIN_CANCELLED_TIMERS_TO_PURGE
 cdef Py_ssize_t _LAG_TOP_BUCKET
@@ -63,7 +64,7 @@ cdef class Scheduler(HandleOwner):
     cdef bint _io_watched
     cdef double _clock_resolution
     cdef bint _plain_clock
-    cdef double _last_poll
+    cdef double _next_peek
     cdef bint _stopping
     cdef object _wakeup_read
     cdef object _wakeup_write

@@ -91,6 +91,9 @@ _NO_WAIT = 0.0
 # peeking at I/O.  Small enough to be invisible as latency, large enough to skip
 # most zero-timeout polls when callbacks are short.
 _POLL_SKIP_WINDOW = 50e-6
+# The next peek's time right after a poll: none is due until a turn has run
+# the callbacks the poll's events scheduled (see _gather).
+_AFTER_POLL = float("inf")
 
 LAG_BUCKETS = 32
 """How many buckets the timer-lateness histogram has: bucket ``i`` counts lateness
@@ -176,7 +179,7 @@ class Scheduler(HandleOwner):
         # A subclass may define its own clock; otherwise the loop reads
         # time.monotonic without a method call.
         self._plain_clock = type(self).time is Scheduler.time
-        self._last_poll = 0.0
+        self._next_peek = 0.0
         self._stopping = False
         # Metrics are on unless SLIPSTREAM_METRICS=0 (docs/observability.md
         # gives what they cost, in instructions).
@@ -586,7 +589,7 @@ class Scheduler(HandleOwner):
         # already done still delivers the events that arrived meanwhile
         # (CPython's test_sendfile checks a transport noticed its peer's
         # reset that way).  Only turns within a run may skip the peek.
-        self._last_poll = 0.0
+        self._next_peek = 0.0
         counters = self._counters
         if counters is not None:
             counters.run_started = counters.last_poll_end = (
@@ -701,15 +704,23 @@ class Scheduler(HandleOwner):
             timeout = -1.0
         # Work is waiting (ready callbacks, a due timer) so the poll would only
         # peek.  A zero-timeout poll is still a syscall (~0.3 µs, more than a
-        # callback costs compiled), so while work keeps coming it is skipped if
-        # the last poll is recent: I/O is still seen within _POLL_SKIP_WINDOW,
-        # and a stop() always gets its final peek, as asyncio promises.  The
-        # window is real time whatever the loop's clock: a subclass's clock
-        # may stand still while callbacks run (a virtual clock does), and
-        # measured on it the window would never end and I/O would starve.
-        # (The metrics' times are the loop's clock, as everything it reports.)
+        # callback costs compiled), so while work keeps coming it is skipped
+        # if it is not due: a stop() always gets its final peek, as asyncio
+        # promises, and otherwise I/O is seen again once two things have
+        # happened since the last poll.  One: a turn has run the callbacks
+        # that the poll's events scheduled (a task woken by data runs before
+        # the loop looks for more, as uvloop and rloop run their ready queue
+        # before polling again).  Two: _POLL_SKIP_WINDOW has passed since that
+        # turn began.  So a request answered by a task costs one poll, not
+        # two, however slowly the loop runs (under a profiler too), and a loop
+        # with callbacks always ready still sees I/O every other turn or
+        # every 50 µs, whichever is later.  The window is real time whatever
+        # the loop's clock: a subclass's clock may stand still while
+        # callbacks run (a virtual clock does), and measured on it the window
+        # would never end and I/O would starve.  (The metrics' times are the
+        # loop's clock, as everything it reports.)
         real_now = now if self._plain_clock else primitives.monotonic()
-        if timeout != 0.0 or self._stopping or real_now - self._last_poll >= _POLL_SKIP_WINDOW:
+        if timeout != 0.0 or self._stopping or real_now >= self._next_peek:
             if counters is not None:
                 # Since the last poll the loop ran callbacks: the longest
                 # stretch is the longest a ready descriptor waited unseen.
@@ -723,15 +734,15 @@ class Scheduler(HandleOwner):
                 self._writers,
                 ready,
             )
-            if self._plain_clock:
-                now = primitives.monotonic()
-                self._last_poll = now
-            else:
-                now = self.time()
-                self._last_poll = primitives.monotonic()
+            now = primitives.monotonic() if self._plain_clock else self.time()
+            self._next_peek = _AFTER_POLL
             if counters is not None:
                 counters.poll_time += now - started
                 counters.last_poll_end = now
+        elif self._next_peek == _AFTER_POLL:
+            # The turn after a poll, running what its events scheduled: the
+            # window starts now.
+            self._next_peek = real_now + _POLL_SKIP_WINDOW
         if timers:
             deadline = now + self._clock_resolution
             # (Read once into a C double, compiled: a comparison of the
