@@ -587,7 +587,7 @@ cdef extern from *:
     object slipstream_recvfrom_inet(int fd, Py_ssize_t size)
     object slipstream_sendto_inet(int fd, object data, object address)
     object slipstream_recv_bytes(int fd, Py_ssize_t size)
-    void slipstream_recv_recycle(object data)
+    void slipstream_recv_recycle(object data) noexcept
     PyObject *slipstream_recv_lent
     object slipstream_recv_into(int fd, object buffer)
     bint slipstream_writable(object buffer)
@@ -669,7 +669,7 @@ cdef enum:
     RECYCLES = 1
 
 
-cdef inline void recycle(object data):
+cdef inline void recycle(object data) noexcept:
     slipstream_recv_recycle(data)
 
 
