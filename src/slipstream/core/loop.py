@@ -28,7 +28,7 @@ from typing import Any, TypeVar, TypeVarTuple
 from ..backends import PollingBackend, create_backend
 from .errors import ErrorReporting, logger
 from .executors import ExecutorSupport
-from .scheduler import Scheduler
+from .scheduler import Scheduler, keep_attributes_inline
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
@@ -67,10 +67,12 @@ def _no_owner_closing() -> bool:
 # task and future: asyncio's C Task schedules its steps with call_soon, each
 # Future asks get_debug, sleep() makes a future and a call_later, timeouts use
 # call_at and time, and every task comes from create_task.  See
-# CoreLoop._prebind_hot_methods for why they are bound once per loop.
+# CoreLoop._prebind_hot_methods for why they are bound once per loop, and why
+# only the first two where the loop keeps its attributes inline.
 _PREBOUND_METHODS = (
     "call_soon", "call_at", "call_later", "time", "get_debug", "create_future", "create_task",
 )
+_PREBOUND_FOR_C = ("call_soon", "get_debug")
 
 
 class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEventLoop):
@@ -81,6 +83,10 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
     ``add_reader`` and friends, asynchronous generators, error reporting and
     executors.
     """
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        keep_attributes_inline(cls)
 
     def __init__(self, backend: PollingBackend | None = None) -> None:
         Scheduler.__init__(self, backend if backend is not None else create_backend())
@@ -103,18 +109,24 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         """Store the compiled hot methods, bound, in the loop's ``__dict__``.
 
         Compiled, ``Scheduler`` is a C type and its methods are method
-        descriptors.  ``loop.call_soon(cb)`` then costs, on every call, what
-        CPython does to find and check such a method on an instance of a
-        Python subclass: the interpreter cannot specialise the lookup (the
-        instance dictionary of a Python class over a C base is a real dict,
-        never the inline values its fast paths need), the descriptor checks
-        that ``self`` is a Scheduler by walking EventLoop's MRO to the 14th
-        of its 17 classes, and ``getattr`` allocates a bound method to throw
-        away.  A bound method found in the instance ``__dict__`` is returned
-        as it is and called without a type check (the lookup itself stays
-        generic).  Callgrind, CPython 3.12: ~200 of the ~2,970 instructions
-        of a call_soon chain step, ~100 of a task switch; asyncio's C Task
-        and Future make these calls on every step and every future.  See
+        descriptors.  Called through such a descriptor, a method first checks
+        that ``self`` is a Scheduler, by walking EventLoop's MRO to the 14th
+        of its 17 classes (~80 instructions), and ``getattr`` (which asyncio's
+        C Task uses for call_soon) allocates a bound method to throw away.  A
+        bound method found in the instance ``__dict__`` is returned as it is
+        and called without a type check.
+
+        Which methods: where the loop's attributes are inline
+        (:func:`~.scheduler.keep_attributes_inline`, CPython 3.11 and 3.12),
+        the interpreter specialises ``loop.create_future()`` in Python code
+        into a few instructions, unless an instance attribute shadows the
+        method; so only the two that asyncio's C code calls by name, on every
+        task step and every future (``call_soon``, ``get_debug``), are bound
+        there.  Elsewhere (3.13, whose loop instances keep a real dict, on
+        which no lookup is specialised) all seven are.  Callgrind, CPython
+        3.12, against binding all seven on a loop with a real dict: a streams
+        echo round trip -160 instructions, a sock_* one -2,100 (the Python
+        layers' own ``self.x`` lookups are specialised too).  See
         docs/benchmarks.md, "Compiled core".
 
         Only where it changes nothing else: not for the interpreted build
@@ -125,7 +137,8 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         and its ResourceWarning.
         """
         cls = type(self)
-        for name in _PREBOUND_METHODS:
+        names = _PREBOUND_FOR_C if keep_attributes_inline(cls) else _PREBOUND_METHODS
+        for name in names:
             method = getattr(Scheduler, name)
             if isinstance(method, FunctionType) or getattr(cls, name) is not method:
                 continue
@@ -311,6 +324,9 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
                     "exception": result,
                     "asyncgen": agen,
                 })
+
+
+keep_attributes_inline(CoreLoop)  # (__init_subclass__ covers its subclasses)
 
 
 def _stop_loop_when_done(fut: asyncio.Future[Any]) -> None:

@@ -37,6 +37,68 @@ cdef extern from *:
     bint slipstream_unshared(object obj) noexcept
 
 
+cdef extern from *:
+    """
+    /* An allocator for a Python class over a compiled base (the event loop)
+       that gives its instances the inline attribute values an instance made
+       by object.__new__ has.  CPython 3.11 and 3.12 set those up in
+       object.__new__ (object_new) after the allocation, not in the
+       allocation itself; a compiled base allocates through tp_alloc and
+       never calls object_new, so the first attribute stored on the instance
+       made it a real __dict__.  On such an instance the interpreter cannot
+       specialise an attribute or method lookup (loop.create_future() from
+       asyncio's streams, loop.call_soon() from a protocol): each one goes
+       the generic way, a type lookup and a dict lookup, ~250 instructions
+       instead of ~15.
+
+       So tp_alloc becomes object_new itself, which allocates by calling
+       tp_alloc again: that nested call (flagged, as the interpreter holds
+       the GIL throughout) is the plain allocation, and object_new then adds
+       the inline values.  Only public slots are used.  Not on 3.13: there
+       the allocation itself sets inline values up, but only for classes
+       whose bases add no C fields (Py_TPFLAGS_INLINE_VALUES), so a loop
+       keeps its real __dict__ whatever allocates it; nor before 3.11, which
+       had no inline values. */
+    static int slipstream_allocating = 0;
+    static PyObject *slipstream_alloc_with_inline_values(PyTypeObject *type, Py_ssize_t nitems) {
+        PyObject *empty, *obj;
+        if (slipstream_allocating || nitems != 0)
+            return PyType_GenericAlloc(type, nitems);
+        empty = PyTuple_New(0);
+        if (empty == NULL)
+            return NULL;
+        slipstream_allocating = 1;
+        obj = PyBaseObject_Type.tp_new(type, empty, NULL);
+        slipstream_allocating = 0;
+        Py_DECREF(empty);
+        return obj;
+    }
+    /* Install it on cls if cls is a Python class with a managed __dict__
+       that allocates the plain way; 1 if installed. */
+    static int slipstream_inline_instance_values(PyObject *cls) {
+    #if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030D0000
+        PyTypeObject *type;
+        if (!PyType_Check(cls))
+            return 0;
+        type = (PyTypeObject *)cls;
+        if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || !(type->tp_flags & Py_TPFLAGS_MANAGED_DICT))
+            return 0;
+        if (type->tp_alloc != PyType_GenericAlloc)
+            return type->tp_alloc == slipstream_alloc_with_inline_values;
+        type->tp_alloc = slipstream_alloc_with_inline_values;
+        return 1;
+    #else
+        return 0;
+    #endif
+    }
+    """
+    bint slipstream_inline_instance_values(object cls) noexcept
+
+
+cdef inline bint inline_instance_values(object cls) noexcept:
+    return slipstream_inline_instance_values(cls)
+
+
 cdef inline bint compiled() noexcept:
     return True
 

@@ -16,6 +16,11 @@ them as inline C functions that give the same results without a Python call:
   a power-of-two histogram bucket);
 * ``empty_list(items)`` is ``items.clear()``, but compiled it keeps the list's
   array for the next appends (the ready queue is emptied once per turn);
+* ``inline_instance_values(cls)``, compiled, makes instances of ``cls`` (a
+  Python class over the compiled scheduler) keep their attributes inline, as
+  instances made by ``object.__new__`` do, so the interpreter specialises
+  lookups on them (``primitives.pxd`` says how); it returns whether it did.
+  Interpreted, the scheduler is a Python class and there is nothing to do;
 * ``compiled()`` is false here and true in the compiled build, for the few
   steps only C can take (below);
 * ``unshared(obj)``, compiled, says whether the caller's reference is the only
@@ -39,6 +44,7 @@ __all__ = [
     "compiled",
     "copy_context",
     "empty_list",
+    "inline_instance_values",
     "lag_bucket",
     "monotonic",
     "run_in_context",
@@ -56,6 +62,11 @@ empty_list = list.clear
 def lag_bucket(seconds: float) -> int:
     """The bit length of ``seconds`` in whole microseconds (see the module docstring)."""
     return int(seconds * 1e6).bit_length()
+
+
+def inline_instance_values(cls: type) -> bool:
+    """Nothing to do interpreted (see above): False."""
+    return False
 
 
 def compiled() -> bool:

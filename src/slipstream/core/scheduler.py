@@ -102,6 +102,21 @@ _LAG_TOP_BUCKET = LAG_BUCKETS - 1
 _NO_LAG = (0,) * LAG_BUCKETS
 
 
+def keep_attributes_inline(cls: type) -> bool:
+    """Give the instances of ``cls``, a Python class over :class:`Scheduler`, inline attributes.
+
+    Compiled, :class:`Scheduler` is a C type, and CPython 3.11 and 3.12 give
+    an instance of a Python class over it a real ``__dict__`` instead of the
+    inline values an ordinary instance has; then no lookup on the loop from
+    Python code is specialised, and ``loop.create_future()`` costs a type
+    lookup and a dict lookup on every call (``primitives.pxd`` has the
+    details and the remedy).  Call it on each such class before making
+    instances (``CoreLoop.__init_subclass__`` does).  Returns whether the
+    class's allocation changed; interpreted, there is nothing to change.
+    """
+    return primitives.inline_instance_values(cls)
+
+
 class TurnCounters:
     """The statistics the turn of the loop keeps (read through ``Scheduler.statistics()``).
 
