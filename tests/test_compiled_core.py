@@ -285,3 +285,60 @@ def test_the_compiled_loop_recycles_handles_nobody_holds() -> None:
         assert len(emptied) >= 10
     finally:
         loop.close()
+
+
+# keep_attributes_inline: on CPython 3.11 and 3.12 the compiled loop's classes
+# allocate through object.__new__, so their instances keep their attributes
+# inline, as any Python object does, and lookups on them are specialised.
+
+
+def _inline_expected() -> bool:
+    return slipstream.compiled and (3, 11) <= sys.version_info[:2] < (3, 13)
+
+
+def test_loop_classes_keep_attributes_inline_where_cpython_allows() -> None:
+    from slipstream.core.scheduler import keep_attributes_inline
+    from slipstream.event_loop import EventLoop
+
+    class Subclass(EventLoop):
+        pass
+
+    assert keep_attributes_inline(EventLoop) is _inline_expected()
+    assert keep_attributes_inline(Subclass) is _inline_expected()  # by __init_subclass__
+    # Not a class over the scheduler, or not a class: nothing is changed.
+    assert keep_attributes_inline(dict) is False
+    assert keep_attributes_inline(42) is False  # type: ignore[arg-type]
+
+
+def test_loop_instances_with_inline_attributes_behave_as_any_object() -> None:
+    from slipstream.event_loop import EventLoop
+
+    class Many(EventLoop):
+        def __init__(self) -> None:
+            super().__init__()
+            # More attributes than CPython keeps inline (30): the rest go to
+            # a real dict, as for any object.
+            for n in range(40):
+                setattr(self, f"extra_{n}", n)
+
+    for cls in (EventLoop, Many):
+        loop = cls()
+        try:
+            loop.marker = "set"  # type: ignore[attr-defined]
+            assert loop.marker == "set"  # type: ignore[attr-defined]
+            assert vars(loop)["marker"] == "set"
+            del loop.marker  # type: ignore[attr-defined]
+            assert not hasattr(loop, "marker")
+            if cls is Many:
+                assert [getattr(loop, f"extra_{n}") for n in range(40)] == list(range(40))
+            assert loop.run_until_complete(asyncio.sleep(0, "done")) == "done"
+            # Compiled, what asyncio's C code calls by name is bound on the
+            # instance (interpreted, nothing is).
+            bound = {"call_soon", "get_debug"} & set(vars(loop))
+            assert bound == ({"call_soon", "get_debug"} if slipstream.compiled else set())
+        finally:
+            loop.close()
+        weak = weakref.ref(loop)
+        del loop
+        gc.collect()
+        assert weak() is None
