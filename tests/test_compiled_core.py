@@ -342,3 +342,42 @@ def test_loop_instances_with_inline_attributes_behave_as_any_object() -> None:
         del loop
         gc.collect()
         assert weak() is None
+
+
+def test_loop_classes_own_their_compiled_hot_methods() -> None:
+    # Compiled, each loop class holds its own copies of the scheduler's hot
+    # methods (own_compiled_methods), so a call on its instances skips the
+    # MRO walk of the inherited descriptor; overrides are left alone.
+    from slipstream.core.scheduler import Scheduler, own_compiled_methods
+    from slipstream.event_loop import EventLoop
+
+    class Clocked(EventLoop):
+        def time(self) -> float:
+            return float(super().time()) + 1000.0
+
+    names = ("call_soon", "call_at", "call_later", "time", "create_future", "create_task")
+    for cls in (EventLoop, Clocked):
+        for name in names:
+            method = getattr(cls, name)
+            if cls is Clocked and name == "time":
+                assert method is Clocked.__dict__["time"]
+            elif slipstream.compiled:
+                assert name in cls.__dict__ and method.__objclass__ is cls
+            else:
+                assert method is getattr(Scheduler, name)
+    # Nothing left to copy a second time.
+    assert own_compiled_methods(EventLoop, names) == 0
+    with pytest.raises(TypeError):
+        own_compiled_methods(EventLoop, (1,))  # type: ignore[arg-type]
+
+    loop = Clocked()
+    try:
+        # The override is the loop's clock: timers run on it.
+        assert loop.time() > 1000.0
+        fired: list[float] = []
+        loop.call_later(0.01, lambda: fired.append(loop.time()))
+        loop.run_until_complete(asyncio.sleep(0.05))
+        assert fired and fired[0] > 1000.0
+        assert loop.run_until_complete(loop.create_task(asyncio.sleep(0, "ok"))) == "ok"
+    finally:
+        loop.close()

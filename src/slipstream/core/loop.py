@@ -22,13 +22,13 @@ import threading
 import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Generator
-from types import BuiltinMethodType, FunctionType
+from types import BuiltinMethodType, MethodDescriptorType
 from typing import Any, TypeVar, TypeVarTuple
 
 from ..backends import PollingBackend, create_backend
 from .errors import ErrorReporting, logger
 from .executors import ExecutorSupport
-from .scheduler import Scheduler, keep_attributes_inline
+from .scheduler import Scheduler, keep_attributes_inline, own_compiled_methods
 
 _T = TypeVar("_T")
 _Ts = TypeVarTuple("_Ts")
@@ -87,6 +87,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         keep_attributes_inline(cls)
+        own_compiled_methods(cls, _PREBOUND_METHODS)
 
     def __init__(self, backend: PollingBackend | None = None) -> None:
         Scheduler.__init__(self, backend if backend is not None else create_backend())
@@ -139,10 +140,10 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         cls = type(self)
         names = _PREBOUND_FOR_C if keep_attributes_inline(cls) else _PREBOUND_METHODS
         for name in names:
-            method = getattr(Scheduler, name)
-            if isinstance(method, FunctionType) or getattr(cls, name) is not method:
-                continue
-            setattr(self, name, getattr(self, name))
+            # A compiled method (its own copy, see own_compiled_methods), not
+            # an interpreted one or a subclass's override.
+            if isinstance(getattr(cls, name), MethodDescriptorType):
+                setattr(self, name, getattr(self, name))
 
     def _unbind_hot_methods(self) -> None:
         attributes = vars(self)
@@ -326,7 +327,9 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
                 })
 
 
-keep_attributes_inline(CoreLoop)  # (__init_subclass__ covers its subclasses)
+# (__init_subclass__ covers its subclasses.)
+keep_attributes_inline(CoreLoop)
+own_compiled_methods(CoreLoop, _PREBOUND_METHODS)
 
 
 def _stop_loop_when_done(fut: asyncio.Future[Any]) -> None:

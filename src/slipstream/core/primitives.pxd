@@ -95,8 +95,78 @@ cdef extern from *:
     bint slipstream_inline_instance_values(object cls) noexcept
 
 
+cdef extern from *:
+    """
+    /* Give cls its own copy of each method descriptor it inherits from a
+       compiled base, for the names given: the copy calls the same C function
+       but belongs to cls.  A method descriptor checks that self is an
+       instance of the class it belongs to: for the base's own descriptor
+       and a loop (an EventLoop), that is a walk of EventLoop's MRO to the
+       14th of its 17 classes, and the interpreter's specialised calls of a
+       method descriptor (loop.create_future() from Python code) give up at
+       once unless self's type is exactly that class.  Owned by cls, the
+       check is one comparison and the call stays specialised.  A name that
+       cls overrides (a Python function) or does not inherit as a method
+       descriptor is left alone.  The number of copies made, or -1 with an
+       exception set. */
+    static int slipstream_own_methods(PyObject *cls, PyObject *names) {
+        Py_ssize_t i;
+        int made = 0;
+        PyTypeObject *type;
+        if (!PyType_Check(cls) || !PyTuple_Check(names)) {
+            PyErr_SetString(PyExc_TypeError, "own_methods(cls, names): a class and a tuple of names");
+            return -1;
+        }
+        type = (PyTypeObject *)cls;
+        for (i = 0; i < PyTuple_GET_SIZE(names); i++) {
+            PyObject *name = PyTuple_GET_ITEM(names, i);
+            PyObject *found, *copy;
+            PyMethodDescrObject *descriptor;
+            if (!PyUnicode_Check(name)) {
+                PyErr_SetString(PyExc_TypeError, "own_methods(cls, names): names must be strings");
+                return -1;
+            }
+            found = _PyType_Lookup(type, name);  /* borrowed */
+            if (found == NULL || !Py_IS_TYPE(found, &PyMethodDescr_Type))
+                continue;
+            descriptor = (PyMethodDescrObject *)found;
+            if (descriptor->d_common.d_type == type || !PyType_IsSubtype(type, descriptor->d_common.d_type))
+                continue;
+            copy = PyDescr_NewMethod(type, descriptor->d_method);
+            if (copy == NULL)
+                return -1;
+            if (PyObject_SetAttr(cls, name, copy) < 0) {
+                Py_DECREF(copy);
+                return -1;
+            }
+            Py_DECREF(copy);
+            made++;
+        }
+        return made;
+    }
+    /* Whether a and b are the same method: the same object, or two method
+       descriptors of one C function (a copy made above and its original). */
+    static int slipstream_same_method(PyObject *a, PyObject *b) {
+        if (a == b)
+            return 1;
+        return Py_IS_TYPE(a, &PyMethodDescr_Type) && Py_IS_TYPE(b, &PyMethodDescr_Type)
+            && ((PyMethodDescrObject *)a)->d_method == ((PyMethodDescrObject *)b)->d_method;
+    }
+    """
+    int slipstream_own_methods(object cls, object names) except -1
+    bint slipstream_same_method(object a, object b) noexcept
+
+
 cdef inline bint inline_instance_values(object cls) noexcept:
     return slipstream_inline_instance_values(cls)
+
+
+cdef inline int own_methods(object cls, tuple names) except -1:
+    return slipstream_own_methods(cls, names)
+
+
+cdef inline bint same_method(object a, object b) noexcept:
+    return slipstream_same_method(a, b)
 
 
 cdef inline bint compiled() noexcept:

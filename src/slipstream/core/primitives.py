@@ -21,6 +21,13 @@ them as inline C functions that give the same results without a Python call:
   instances made by ``object.__new__`` do, so the interpreter specialises
   lookups on them (``primitives.pxd`` says how); it returns whether it did.
   Interpreted, the scheduler is a Python class and there is nothing to do;
+* ``own_methods(cls, names)``, compiled, gives ``cls`` its own copies of the
+  method descriptors it inherits from a compiled base under those names, so
+  calling them on an instance of ``cls`` needs no walk of its MRO and stays
+  specialised (``primitives.pxd`` says why); it returns how many it copied.
+  Interpreted, methods are functions and there is nothing to copy;
+* ``same_method(a, b)`` is ``a is b``, or, compiled, whether two method
+  descriptors are copies of one C method (the copies above);
 * ``compiled()`` is false here and true in the compiled build, for the few
   steps only C can take (below);
 * ``unshared(obj)``, compiled, says whether the caller's reference is the only
@@ -47,8 +54,10 @@ __all__ = [
     "inline_instance_values",
     "lag_bucket",
     "monotonic",
+    "own_methods",
     "run_in_context",
     "run_in_context_with",
+    "same_method",
     "unshared",
 ]
 
@@ -67,6 +76,20 @@ def lag_bucket(seconds: float) -> int:
 def inline_instance_values(cls: type) -> bool:
     """Nothing to do interpreted (see above): False."""
     return False
+
+
+def own_methods(cls: type, names: tuple[str, ...]) -> int:
+    """Nothing to copy interpreted (see above): 0, after the compiled build's checks."""
+    if not isinstance(cls, type) or not isinstance(names, tuple):
+        raise TypeError("own_methods(cls, names): a class and a tuple of names")
+    if not all(isinstance(name, str) for name in names):
+        raise TypeError("own_methods(cls, names): names must be strings")
+    return 0
+
+
+def same_method(a: object, b: object) -> bool:
+    """``a is b`` interpreted (see above)."""
+    return a is b
 
 
 def compiled() -> bool:

@@ -117,6 +117,21 @@ def keep_attributes_inline(cls: type) -> bool:
     return primitives.inline_instance_values(cls)
 
 
+def own_compiled_methods(cls: type, names: tuple[str, ...]) -> int:
+    """Give ``cls``, a Python class over :class:`Scheduler`, its own copies of these methods.
+
+    Compiled, the scheduler's methods are method descriptors that belong to
+    :class:`Scheduler`: each call on a loop first checks that the loop is a
+    Scheduler by walking its class's MRO, and the interpreter's specialised
+    call of such a method only applies to an instance of exactly the class
+    it belongs to.  Copies belonging to ``cls`` (the same C functions) avoid
+    both; ``CoreLoop.__init_subclass__`` makes them for the methods called
+    on every task, future and timer.  A method ``cls`` overrides is left
+    alone.  Returns how many copies were made; interpreted, none.
+    """
+    return primitives.own_methods(cls, names)
+
+
 class TurnCounters:
     """The statistics the turn of the loop keeps (read through ``Scheduler.statistics()``).
 
@@ -193,7 +208,7 @@ class Scheduler(HandleOwner):
         self._clock_resolution = time.get_clock_info("monotonic").resolution
         # A subclass may define its own clock; otherwise the loop reads
         # time.monotonic without a method call.
-        self._plain_clock = type(self).time is Scheduler.time
+        self._plain_clock = primitives.same_method(type(self).time, Scheduler.time)
         self._next_peek = 0.0
         self._stopping = False
         # Metrics are on unless SLIPSTREAM_METRICS=0 (docs/observability.md
