@@ -91,9 +91,6 @@ _NO_WAIT = 0.0
 # peeking at I/O.  Small enough to be invisible as latency, large enough to skip
 # most zero-timeout polls when callbacks are short.
 _POLL_SKIP_WINDOW = 50e-6
-# The next peek's time right after a poll: none is due until a turn has run
-# the callbacks the poll's events scheduled (see _gather).
-_AFTER_POLL = float("inf")
 
 LAG_BUCKETS = 32
 """How many buckets the timer-lateness histogram has: bucket ``i`` counts lateness
@@ -723,6 +720,13 @@ class Scheduler(HandleOwner):
         """Add to ``ready`` the callbacks of I/O events and of the timers that are due."""
         timers = self._timers
         counters = self._counters
+        # Right after a poll, _next_peek holds the end of the window negated
+        # (see below): this turn runs what the poll's events scheduled.
+        after_poll = self._next_peek < 0.0
+        if after_poll:
+            self._next_peek = -self._next_peek
+            if ready and not timers and not self._stopping:
+                return  # nothing to poll for, no timer to collect: no clock to read
         now = primitives.monotonic() if self._plain_clock else self.time()
         if ready or self._stopping:
             timeout = 0.0
@@ -740,17 +744,20 @@ class Scheduler(HandleOwner):
         # happened since the last poll.  One: a turn has run the callbacks
         # that the poll's events scheduled (a task woken by data runs before
         # the loop looks for more, as uvloop and rloop run their ready queue
-        # before polling again).  Two: _POLL_SKIP_WINDOW has passed since that
-        # turn began.  So a request answered by a task costs one poll, not
+        # before polling again).  Two: _POLL_SKIP_WINDOW has passed since the
+        # poll ended.  So a request answered by a task costs one poll, not
         # two, however slowly the loop runs (under a profiler too), and a loop
         # with callbacks always ready still sees I/O every other turn or
         # every 50 µs, whichever is later.  The window is real time whatever
         # the loop's clock: a subclass's clock may stand still while
         # callbacks run (a virtual clock does), and measured on it the window
         # would never end and I/O would starve.  (The metrics' times are the
-        # loop's clock, as everything it reports.)
+        # loop's clock, as everything it reports.)  The end of the window is
+        # stored negated until the turn after the poll has begun: one double
+        # for both facts (an interpreted loop keeps its attributes in a dict
+        # that stops sharing its keys at 30, and it has 29).
         real_now = now if self._plain_clock else primitives.monotonic()
-        if timeout != 0.0 or self._stopping or real_now >= self._next_peek:
+        if timeout != 0.0 or self._stopping or (not after_poll and real_now >= self._next_peek):
             if counters is not None:
                 # Since the last poll the loop ran callbacks: the longest
                 # stretch is the longest a ready descriptor waited unseen.
@@ -764,15 +771,15 @@ class Scheduler(HandleOwner):
                 self._writers,
                 ready,
             )
-            now = primitives.monotonic() if self._plain_clock else self.time()
-            self._next_peek = _AFTER_POLL
+            if self._plain_clock:
+                now = primitives.monotonic()
+                self._next_peek = -(now + _POLL_SKIP_WINDOW)
+            else:
+                now = self.time()
+                self._next_peek = -(primitives.monotonic() + _POLL_SKIP_WINDOW)
             if counters is not None:
                 counters.poll_time += now - started
                 counters.last_poll_end = now
-        elif self._next_peek == _AFTER_POLL:
-            # The turn after a poll, running what its events scheduled: the
-            # window starts now.
-            self._next_peek = real_now + _POLL_SKIP_WINDOW
         if timers:
             deadline = now + self._clock_resolution
             # (Read once into a C double, compiled: a comparison of the
