@@ -45,7 +45,7 @@ cdef class StreamEngine:
 
     cpdef stop_reading(self)
 
-    @cython.locals(size=Py_ssize_t, length=Py_ssize_t, data=bytes, delivering=bint)
+    @cython.locals(size=Py_ssize_t, length=Py_ssize_t, data=bytes)
     cpdef read_data(self)
 
     cpdef read_eof(self)

@@ -205,35 +205,32 @@ class StreamEngine:
     def read_data(self) -> None:
         """The descriptor is readable and the protocol is a Protocol."""
         size = self.read_size
-        # One try for the read and the protocol's call, told apart by
-        # `delivering`: compiled, entering a try saves the thread's exception
-        # state (~40 instructions), and this runs once per message.
-        delivering = False
         try:
             data = syscalls.recv_sized(self.sock, size)
-            length = len(data)
-            if length:
-                if length == size:
-                    self.read_size = self.max_read_size  # the peer is streaming: read more
-                elif size > self.min_read_size and length < self.min_read_size:
-                    self.read_size = self.min_read_size
-                self.wrote_since_read = False
-                delivering = True
-                # Looked up on each call, never cached: a protocol may replace
-                # its data_received while connected (tests and parsers do).
-                self.protocol.data_received(data)
+        except (BlockingIOError, InterruptedError):
+            return
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            if delivering:
-                self.fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
-            else:
-                if not isinstance(exc, (BlockingIOError, InterruptedError)):
-                    self.fatal_error(exc, "Fatal read error on socket transport")
-                return
+            self.fatal_error(exc, "Fatal read error on socket transport")
+            return
+        length = len(data)
         if not length:
             self.read_eof()
             return
+        if length == size:
+            self.read_size = self.max_read_size  # the peer is streaming: read more at a time
+        elif size > self.min_read_size and length < self.min_read_size:
+            self.read_size = self.min_read_size
+        self.wrote_since_read = False
+        try:
+            # Looked up on each call, never cached: a protocol may replace
+            # its data_received while connected (tests and parsers do).
+            self.protocol.data_received(data)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self.fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
         # If data_received() kept no reference, the next read may reuse it.
         # (Interpreted there is nothing to gain and the call would cost a
         # frame: RECYCLES is a C constant compiled, False otherwise.)
