@@ -666,46 +666,39 @@ class Scheduler(HandleOwner):
             return
         done = 0
         try:
-            while done < len(ready):
-                # One try for the whole batch, entered again only after a
-                # callback raised: compiled, entering a try saves the thread's
-                # exception state, which per callback was ~40 instructions.
-                # (Interpreted, entering a try costs nothing either way.)
+            for handle in ready:
+                ready[done] = None  # type: ignore[call-overload]
+                done += 1
+                if handle._cancelled:
+                    continue
+                args = handle._args
                 try:
-                    while done < len(ready):
-                        handle = ready[done]
-                        ready[done] = None  # type: ignore[call-overload]
-                        done += 1
-                        if handle._cancelled:
-                            continue
-                        args = handle._args
-                        callback = handle._callback
-                        context = handle._context
-                        # Spelled out by arity: a call without a star-argument
-                        # needs no argument tuple, interpreted or compiled.
-                        if not args:
-                            primitives.run_in_context(context, callback)  # type: ignore[arg-type]
-                        elif len(args) == 1:
-                            primitives.run_in_context_with(context, callback, args[0])  # type: ignore[arg-type]
-                        else:
-                            _context_run(context, callback, *args)  # type: ignore[arg-type]
-                        if (
-                            _RECYCLE_HANDLES
-                            and primitives.unshared(handle)
-                            and type(handle) is Handle
-                            and len(_free_handles) < _FREE_HANDLES_MAX
-                        ):
-                            # Nothing else can reach it: release what it held,
-                            # as freeing it would, and keep it for _schedule.
-                            handle._callback = None
-                            handle._args = None
-                            handle._context = None  # type: ignore[assignment]
-                            handle._loop = None
-                            _free_handles.append(handle)
+                    # Spelled out by arity: a call without a star-argument
+                    # needs no argument tuple, interpreted or compiled.
+                    if not args:
+                        primitives.run_in_context(handle._context, handle._callback)  # type: ignore[arg-type]
+                    elif len(args) == 1:
+                        primitives.run_in_context_with(handle._context, handle._callback, args[0])  # type: ignore[arg-type]
+                    else:
+                        _context_run(handle._context, handle._callback, *args)  # type: ignore[arg-type]
                 except (SystemExit, KeyboardInterrupt):
                     raise
                 except BaseException as exc:
                     self.report_callback_error(handle, exc)
+                    continue
+                if (
+                    _RECYCLE_HANDLES
+                    and primitives.unshared(handle)
+                    and type(handle) is Handle
+                    and len(_free_handles) < _FREE_HANDLES_MAX
+                ):
+                    # Nothing else can reach it: release what it held, as
+                    # freeing it would, and keep it for _schedule.
+                    handle._callback = None
+                    handle._args = None
+                    handle._context = None  # type: ignore[assignment]
+                    handle._loop = None
+                    _free_handles.append(handle)
         finally:
             self._finish_batch(ready, done)
         # A traceback stored by a failed task keeps this frame (its caller)
@@ -713,8 +706,6 @@ class Scheduler(HandleOwner):
         # task is not kept alive by a cycle until the next gc run.
         handle = None  # type: ignore[assignment]
         args = None
-        callback = None
-        context = None  # type: ignore[assignment]
 
     def _gather(self, ready: list[Handle]) -> None:
         """Add to ``ready`` the callbacks of I/O events and of the timers that are due."""
