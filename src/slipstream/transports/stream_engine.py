@@ -310,7 +310,9 @@ class StreamEngine:
             self.conn_lost += 1
             return
         rest: bytes | memoryview
-        if not self.buffer and not (
+        # (The identity test first: compiled, it spares the generic truth
+        # test of an empty buffer on the write every echo makes.)
+        if (self.buffer is _NO_BUFFER or not self.buffer) and not (
             self.coalesce > 0 or (self.wrote_since_read and not self.coalesce)
         ):
             self.wrote_since_read = True
