@@ -711,13 +711,12 @@ class Scheduler(HandleOwner):
         """Add to ``ready`` the callbacks of I/O events and of the timers that are due."""
         timers = self._timers
         counters = self._counters
-        # Right after a poll, _next_peek holds the end of the window negated
-        # (see below): this turn runs what the poll's events scheduled.
-        after_poll = self._next_peek < 0.0
-        if after_poll:
+        if ready and not timers and not self._stopping and self._next_peek < 0.0:
+            # The turn right after a poll (_next_peek holds the end of the
+            # window negated, see below), with callbacks to run and no timer:
+            # nothing to poll for or collect, so no clock to read either.
             self._next_peek = -self._next_peek
-            if ready and not timers and not self._stopping:
-                return  # nothing to poll for, no timer to collect: no clock to read
+            return
         now = primitives.monotonic() if self._plain_clock else self.time()
         if ready or self._stopping:
             timeout = 0.0
@@ -748,7 +747,7 @@ class Scheduler(HandleOwner):
         # for both facts (an interpreted loop keeps its attributes in a dict
         # that stops sharing its keys at 30, and it has 29).
         real_now = now if self._plain_clock else primitives.monotonic()
-        if timeout != 0.0 or self._stopping or (not after_poll and real_now >= self._next_peek):
+        if timeout != 0.0 or self._stopping or 0.0 <= self._next_peek <= real_now:
             if counters is not None:
                 # Since the last poll the loop ran callbacks: the longest
                 # stretch is the longest a ready descriptor waited unseen.
@@ -757,7 +756,7 @@ class Scheduler(HandleOwner):
                     counters.longest_stretch = stretch
             started = now
             self._backend.poll_ready(
-                None if timeout < 0.0 else _NO_WAIT if timeout == 0.0 else timeout,
+                None if timeout < 0.0 else timeout or _NO_WAIT,
                 self._readers,
                 self._writers,
                 ready,
@@ -771,6 +770,9 @@ class Scheduler(HandleOwner):
             if counters is not None:
                 counters.poll_time += now - started
                 counters.last_poll_end = now
+        elif self._next_peek < 0.0:
+            # The turn after a poll, with timers: no peek, the window runs on.
+            self._next_peek = -self._next_peek
         if timers:
             deadline = now + self._clock_resolution
             # (Read once into a C double, compiled: a comparison of the
