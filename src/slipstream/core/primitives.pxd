@@ -25,6 +25,12 @@ cdef extern from *:
        read there; one without them (0) has none to check; one whose list the
        interpreter manages (< 0) is never called unshared. */
     static inline int slipstream_unshared(PyObject *o) {
+    #ifdef Py_GIL_DISABLED
+        /* Without the GIL another thread may take a reference at any time
+           (and the scheduler's free list is not guarded): never. */
+        (void)o;
+        return 0;
+    #else
         Py_ssize_t offset;
         if (Py_REFCNT(o) != 1)
             return 0;
@@ -32,6 +38,7 @@ cdef extern from *:
         if (offset < 0)
             return 0;
         return offset == 0 || *(PyObject **)((char *)o + offset) == NULL;
+    #endif
     }
     """
     bint slipstream_unshared(object obj) noexcept
