@@ -125,8 +125,9 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         task step and every future (``call_soon``, ``get_debug``), are bound
         there.  Elsewhere (3.13, whose loop instances keep a real dict, on
         which no lookup is specialised) all seven are.  Callgrind, CPython
-        3.12, against binding all seven on a loop with a real dict: a streams
-        echo round trip -160 instructions, a sock_* one -2,100 (the Python
+        3.12, inline attributes, own descriptors and these two bindings
+        against binding all seven on a loop with a real dict: a streams echo
+        round trip -370 instructions, a sock_* one -2,400 (the Python
         layers' own ``self.x`` lookups are specialised too).  See
         docs/benchmarks.md, "Compiled core".
 
