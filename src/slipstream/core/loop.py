@@ -84,10 +84,13 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
     executors.
     """
 
+    # Whether this class's instances keep their attributes inline (set for
+    # each class by _prepare_loop_class; see _prebind_hot_methods).
+    _inline_attributes = False
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        keep_attributes_inline(cls)
-        own_compiled_methods(cls, _PREBOUND_METHODS)
+        _prepare_loop_class(cls)
 
     def __init__(self, backend: PollingBackend | None = None) -> None:
         Scheduler.__init__(self, backend if backend is not None else create_backend())
@@ -139,7 +142,7 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
         and its ResourceWarning.
         """
         cls = type(self)
-        names = _PREBOUND_FOR_C if keep_attributes_inline(cls) else _PREBOUND_METHODS
+        names = _PREBOUND_FOR_C if cls._inline_attributes else _PREBOUND_METHODS
         for name in names:
             # A compiled method (its own copy, see own_compiled_methods), not
             # an interpreted one or a subclass's override.
@@ -328,9 +331,13 @@ class CoreLoop(ErrorReporting, ExecutorSupport, Scheduler, asyncio.AbstractEvent
                 })
 
 
-# (__init_subclass__ covers its subclasses.)
-keep_attributes_inline(CoreLoop)
-own_compiled_methods(CoreLoop, _PREBOUND_METHODS)
+def _prepare_loop_class(cls: Any) -> None:
+    """Ready a loop class for the interpreter's fast paths (compiled; see _prebind_hot_methods)."""
+    cls._inline_attributes = keep_attributes_inline(cls)
+    own_compiled_methods(cls, _PREBOUND_METHODS)
+
+
+_prepare_loop_class(CoreLoop)  # (__init_subclass__ prepares its subclasses)
 
 
 def _stop_loop_when_done(fut: asyncio.Future[Any]) -> None:
