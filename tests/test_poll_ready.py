@@ -252,9 +252,20 @@ def test_a_python_subclass_of_the_compiled_backend_is_called_through_its_overrid
         calls = 0
         interests: ClassVar[list[tuple[int, int]]] = []
 
+        edging = False
+
         def set_interest(self, fd: int, events: int) -> None:
-            Counting.interests.append((fd, events))
+            if not self.edging:  # (the pure watch_edges is set_interest)
+                Counting.interests.append((fd, events))
             super().set_interest(fd, events)
+
+        def watch_edges(self, fd: int, events: int, owner: object) -> None:
+            Counting.interests.append((fd, events | 0x100))  # marked: the edge call
+            self.edging = True
+            try:
+                super().watch_edges(fd, events, owner)
+            finally:
+                self.edging = False
 
         def poll_ready(
             self,
@@ -281,10 +292,11 @@ def test_a_python_subclass_of_the_compiled_backend_is_called_through_its_overrid
         before = len(Counting.interests)
         assert loop.run_until_complete(wait_readable()) == b"ping"
         # The wake-up pipe's watch at construction, then the sock_recv's
-        # watch and its removal, each through the override.
+        # watch (watch_edges: a sock_* wait) and its removal, each through
+        # the override.
         assert before >= 1
         watched = Counting.interests[before:]
-        assert [events for _, events in watched] == [READABLE, 0]
+        assert [events for _, events in watched] == [READABLE | 0x100, 0]
         assert watched[0][0] == watched[1][0]
     finally:
         loop.close()

@@ -712,3 +712,26 @@ def test_datagram_calls_on_other_sockets_are_the_methods() -> None:
         for sock, _ in made:
             sock.close()
         b.close()
+
+
+def test_waiting_after_a_short_read_only_where_it_drains() -> None:
+    # sock_recv waits at once after a short read only where the wait would
+    # see what is still queued: always interpreted (every wait re-arms, and
+    # the kernel reports what is there), compiled only on TCP, where a short
+    # read means nothing more was queued (edge-triggered waits see only news).
+    compiled = backends.COMPILED
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        tcp = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        unix_a, unix_b = socket.socketpair()
+        with tcp, accepted, udp, unix_a, unix_b:
+            for sock in (tcp, accepted, udp, unix_a):
+                sock.setblocking(False)
+            assert backends.wait_after_short_read(tcp)
+            assert backends.wait_after_short_read(accepted)
+            assert backends.wait_after_short_read(udp) is not compiled
+            assert backends.wait_after_short_read(unix_a) is not compiled
+            assert backends.wait_after_short_read(unix_b) is not compiled  # blocking
+            tcp.close()
+            assert backends.wait_after_short_read(tcp) is not compiled  # closed

@@ -32,6 +32,7 @@ from .base import (  # noqa: E402  (after the selection above)
     READABLE,
     WRITABLE,
     WRITE_EVENTS,
+    CoreBackend,
     IOBackend,
     PollingBackend,
     collect_ready,
@@ -52,6 +53,7 @@ if COMPILED:
         send_count,
         sendmsg_count,
         sendto,
+        wait_after_short_read,
     )
 else:
     from .syscalls import (
@@ -63,6 +65,7 @@ else:
         send_count,
         sendmsg_count,
         sendto,
+        wait_after_short_read,
     )
 
 __all__ = [
@@ -73,6 +76,7 @@ __all__ = [
     "READ_EVENTS",
     "WRITABLE",
     "WRITE_EVENTS",
+    "CoreBackend",
     "IOBackend",
     "PollingBackend",
     "ReadyBackend",
@@ -88,6 +92,7 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
+    "wait_after_short_read",
 ]
 
 

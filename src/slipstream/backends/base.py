@@ -91,6 +91,18 @@ class IOBackend(PollingBackend, Protocol):
         ...
 
 
+class CoreBackend(IOBackend, Protocol):
+    """What :func:`complete_backend` gives the loop: an :class:`IOBackend` with ``watch_edges``.
+
+    ``watch_edges`` is :class:`~.ready.ReadyBackend`'s (``set_interest`` unless
+    the backend has registrations that need less, as compiled epoll does), so a
+    backend that derives from neither gets it from the wrapper.
+    """
+
+    def watch_edges(self, fd: int, events: int, owner: object) -> None:
+        """``set_interest``, for watchers that retry until EAGAIN (see ``ReadyBackend``)."""
+
+
 def collect_ready(
     events: list[tuple[int, int]],
     readers: dict[int, T],
@@ -110,7 +122,7 @@ def collect_ready(
     return len(events)
 
 
-def complete_backend(backend: PollingBackend) -> IOBackend:
+def complete_backend(backend: PollingBackend) -> CoreBackend:
     """``backend`` itself if it is a :class:`ReadyBackend`; else ``backend`` wrapped in one.
 
     The loop core holds its backend as a :class:`ReadyBackend` (compiled, it

@@ -8,6 +8,11 @@ from . cimport syscalls
 from .ready cimport ReadyBackend
 
 cdef object _ONESHOT
+cdef unsigned int _EDGE
+cdef int _ADD
+cdef int _MOD
+cdef int _DEL
+cdef unsigned long long _LAST_TAG
 cdef unsigned int _READ_EVENTS
 cdef unsigned int _WRITE_EVENTS
 cdef double _MAX_TIMEOUT
@@ -25,11 +30,22 @@ cdef class EpollBackend(ReadyBackend):
     cdef set _parked
     cdef dict _transient
     cdef Py_ssize_t _polls
+    cdef dict _edge_tags
+    cdef dict _edge_owners
+    cdef set _missed
+    cdef unsigned long long _last_tag
 
     @cython.locals(old=int, removed=object)
     cpdef set_interest(self, object fd, int events)
 
-    @cython.locals(events=list, armed=set, fired=set)
+    @cython.locals(owned=tuple, registered=int, tag=cython.ulonglong)
+    cpdef watch_edges(self, object fd, int events, object owner)
+
+    cdef _register(self, object fd, unsigned int mask, unsigned long long tag=*)
+    cdef _rearm(self, object fd, unsigned int mask, unsigned long long tag=*)
+    cdef _forget_edges(self, object fd)
+
+    @cython.locals(events=list, armed=set, fired=set, wanted=list)
     cpdef list poll(self, object timeout)
 
     @cython.locals(count=int, seconds=double)

@@ -36,6 +36,54 @@ Which registrations the kernel reported is known exactly: each poll looks at
 its events for the armed one-shot descriptors (a set lookup per event, and
 only while one-shot registrations are armed).
 
+Edge-triggered registrations for the ``sock_*`` waits (compiled)
+===============================================================
+
+A parked one-shot registration still costs its ``EPOLL_CTL_MOD`` at the next
+wait: in a ``sock_recv`` loop, one system call per message, ~0.4 µs of the
+~8 µs a 1 KiB round trip costs the server.  The ``sock_*`` waits can do
+without it, because they promise more than a watch in general
+(:meth:`watch_edges`, the loop's ``watch_readable_edge``): a wait starts only
+once the operation found nothing to do, and its callback retries until the
+kernel says EAGAIN.  For such a watcher readiness reported once per change
+(``EPOLLET``) is enough: after an EAGAIN, the next data, connection or room
+to write is reported.  So the registration is made edge-triggered, stays in
+the kernel when the wait ends, and the next wait on the same socket makes no
+system call at all.  (rloop registers every socket this way.)
+
+Four things keep that exact:
+
+* *What was reported while nobody waited.*  A registration that stays armed
+  reports data that arrives between two waits, to no one; the kernel will not
+  report it again.  Such a descriptor is remembered (``_missed``, filled by the
+  dispatch), and its next read wait re-arms it with ``EPOLL_CTL_MOD``, which
+  makes the kernel look at the socket afresh and report what is there.  (The
+  ``sock_recv`` that waits without trying first, after a short read of a
+  stream, relies on this.)
+* *A state, not news.*  The end of the stream (``EPOLLRDHUP``, registered for
+  that) or an error that came with the data is reported once, with it; the
+  read that takes the data returns short and says nothing of the end, which
+  the next read would.  An event that carries one marks the descriptor
+  missed too, so the next wait has the kernel look again.
+* *A number that names another file now.*  The registration is reused only for
+  the same socket object, still open on the same number (a weak reference to
+  it is kept): a socket closed and its number given to a new one gets a new
+  registration.
+* *A file that outlives its number.*  If a socket is closed while its file
+  lives on (``dup()``, a forked child), the kernel keeps its registration,
+  armed, and nobody can remove it any more.  Being edge-triggered it reports
+  only new readiness, never in a loop, and each registration's events carry a
+  tag (the high half of the event's data: one number per registration) that
+  the dispatch checks, so a stale registration's events are dropped instead of
+  being taken for the descriptor's new owner's.  ``select.epoll`` keeps only
+  the descriptor in the event's data, so only the compiled build, which makes
+  the ``epoll_ctl`` calls itself, has tags, and the interpreted build keeps
+  the one-shot registrations above for these waits too.
+
+A watch that does not make the promise (``add_reader``, a transport) on a
+descriptor with an edge-triggered registration makes it level-triggered, for
+good, with one ``EPOLL_CTL_MOD``.
+
 Why parking is safe where "delete later" would not be
 -----------------------------------------------------
 
@@ -62,7 +110,8 @@ from __future__ import annotations
 
 import errno
 import select
-from typing import TypeVar
+import weakref
+from typing import Any, TypeVar
 
 from . import syscalls
 from .base import READ_EVENTS, READABLE, WRITABLE, WRITE_EVENTS
@@ -75,6 +124,15 @@ T = TypeVar("T")
 _MAX_TIMEOUT = 24 * 3600.0
 
 _ONESHOT = select.EPOLLONESHOT
+# Edge-triggered, and told of the peer's end of the stream: see watch_edges.
+_EDGE = select.EPOLLET | select.EPOLLRDHUP
+_ADD = syscalls.EPOLL_CTL_ADD
+_MOD = syscalls.EPOLL_CTL_MOD
+_DEL = syscalls.EPOLL_CTL_DEL
+# Tags run from 1 to 2**32 - 1 (0 is "no tag": a level-triggered or one-shot
+# registration), then start again: a registration would have to outlive four
+# billion others to be mistaken for a current one.
+_LAST_TAG = 0xFFFFFFFF
 _READ_EVENTS = READ_EVENTS
 _WRITE_EVENTS = WRITE_EVENTS
 
@@ -109,6 +167,13 @@ class EpollBackend(ReadyBackend):
         # later by another connection stays level-triggered.)
         self._transient: dict[int, int] = {}
         self._polls = 0
+        # Edge-triggered registrations (compiled only; see watch_edges): each
+        # one's tag, the socket it was made for (weakly) with the directions
+        # it has, and those reported readable while nobody was reading.
+        self._edge_tags: dict[int, int] = {}
+        self._edge_owners: dict[int, tuple[weakref.ref[Any], int]] = {}
+        self._missed: set[int] = set()
+        self._last_tag = 0
 
     def fileno(self) -> int:
         return self._epoll.fileno()
@@ -117,6 +182,20 @@ class EpollBackend(ReadyBackend):
         events &= READABLE | WRITABLE
         old = self._interest.get(fd, 0)
         if events == old:
+            return
+        if self._edge_tags and fd in self._edge_tags:
+            if not events & ~old:
+                # A watch ended: the edge-triggered registration stays as it
+                # is, for the next wait on this socket.
+                if events:
+                    self._interest[fd] = events
+                else:
+                    del self._interest[fd]
+                return
+            # A watch without the edge promise: level-triggered from now on.
+            self._forget_edges(fd)
+            self._rearm(fd, events)
+            self._interest[fd] = events
             return
         if events == 0:
             del self._interest[fd]
@@ -130,7 +209,7 @@ class EpollBackend(ReadyBackend):
             self._armed.discard(fd)
             self._transient[fd] = self._polls
             try:
-                self._epoll.unregister(fd)
+                syscalls.epoll_ctl(self._epoll, self._epfd, _DEL, fd, 0, 0)
             except OSError:
                 # The descriptor was closed while registered: the kernel
                 # dropped it from the epoll set already.
@@ -158,31 +237,92 @@ class EpollBackend(ReadyBackend):
                 self._register(fd, events)
         self._interest[fd] = events
 
-    def _register(self, fd: int, mask: int) -> None:
+    def watch_edges(self, fd: int, events: int, owner: object) -> None:
+        """:meth:`set_interest` for watchers that retry until EAGAIN (see the module's docstring).
+
+        Compiled, the registration is edge-triggered and kept between watches
+        of the same ``owner``: no system call per wait.  Interpreted (no tags),
+        exactly :meth:`set_interest`.
+        """
+        events &= READABLE | WRITABLE
+        if not syscalls.EDGE_TAGS or not events:
+            self.set_interest(fd, events)
+            return
+        owned = self._edge_owners.get(fd)
+        if owned is not None and owned[0]() is owner and _fileno(owner) == fd:
+            # Our registration for this socket, still in the kernel.
+            registered = owned[1]
+            if events & ~registered:
+                # A direction it lacks (a first wait to write): add it, once.
+                registered |= events
+                self._rearm(fd, registered | _EDGE, self._edge_tags[fd])
+                self._edge_owners[fd] = (owned[0], registered)
+                self._missed.discard(fd)
+            elif events & READABLE and self._missed and fd in self._missed:
+                # Data came while nobody was reading: have the kernel look again.
+                self._rearm(fd, registered | _EDGE, self._edge_tags[fd])
+                self._missed.discard(fd)
+            self._interest[fd] = events
+            return
+        if self._interest.get(fd, 0) and fd not in self._edge_tags:
+            # A level-triggered watch on this descriptor already: it serves
+            # this one too.
+            self.set_interest(fd, events)
+            return
         try:
-            self._epoll.register(fd, mask)
+            reference = weakref.ref(owner)
+        except TypeError:  # an owner without weak references: no reuse
+            self.set_interest(fd, events)
+            return
+        tag = self._last_tag % _LAST_TAG + 1
+        self._last_tag = tag
+        # Whatever the number had (a parked one-shot registration, another
+        # socket's, none), the kernel says which in the call.
+        if fd in self._parked or fd in self._edge_tags:
+            self._rearm(fd, events | _EDGE, tag)
+        else:
+            self._register(fd, events | _EDGE, tag)
+        self._armed.discard(fd)
+        self._fired.discard(fd)
+        self._parked.discard(fd)
+        self._transient.pop(fd, None)
+        self._missed.discard(fd)
+        self._edge_tags[fd] = tag
+        self._edge_owners[fd] = (reference, events)
+        self._interest[fd] = events
+
+    def _register(self, fd: int, mask: int, tag: int = 0) -> None:
+        try:
+            syscalls.epoll_ctl(self._epoll, self._epfd, _ADD, fd, mask, tag << 32)
         except FileExistsError:
             # A number we had forgotten is still in the set: it was closed
             # and reused without being unregistered.
-            self._epoll.modify(fd, mask)
+            syscalls.epoll_ctl(self._epoll, self._epfd, _MOD, fd, mask, tag << 32)
 
-    def _rearm(self, fd: int, mask: int) -> None:
+    def _rearm(self, fd: int, mask: int, tag: int = 0) -> None:
         try:
-            self._epoll.modify(fd, mask)
+            syscalls.epoll_ctl(self._epoll, self._epfd, _MOD, fd, mask, tag << 32)
         except FileNotFoundError:
             # The number names a file that is not in the set (the one that
             # was registered has been closed): register this one.
-            self._epoll.register(fd, mask)
+            syscalls.epoll_ctl(self._epoll, self._epfd, _ADD, fd, mask, tag << 32)
         except OSError as exc:
             if exc.errno == errno.EBADF:
                 self._forget(fd)  # closed: the kernel has no registration left
             raise
+
+    def _forget_edges(self, fd: int) -> None:
+        del self._edge_tags[fd]
+        del self._edge_owners[fd]
+        self._missed.discard(fd)
 
     def _forget(self, fd: int) -> None:
         self._interest.pop(fd, None)
         self._armed.discard(fd)
         self._fired.discard(fd)
         self._parked.discard(fd)
+        if fd in self._edge_tags:
+            self._forget_edges(fd)
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         if self._fired:
@@ -194,9 +334,24 @@ class EpollBackend(ReadyBackend):
         # The timeout is rounded up to whole milliseconds, so a timer is never
         # woken for early.  EINTR runs the signal handlers (PEP 475).
         events = syscalls.epoll_wait(
-            self._epoll, self._epfd, self._buffer, timeout, self._maxevents
+            self._epoll, self._epfd, self._buffer, timeout, self._maxevents, self._edge_tags
         )
         self._polls += 1
+        if len(events) == self._maxevents:
+            self._grow()
+        if self._edge_tags:
+            # Whether the caller reads what these events report is not known
+            # here: each edge-triggered one counts as missed, so the next wait
+            # on it has the kernel look again; and one nobody watches now (a
+            # registration kept between waits) is not reported.
+            wanted = []
+            for fd, mask in events:
+                if fd in self._edge_tags:
+                    self._missed.add(fd)
+                    if not self._interest.get(fd, 0):
+                        continue
+                wanted.append((fd, mask))
+            events = wanted
         if self._armed:
             armed = self._armed
             fired = self._fired
@@ -204,8 +359,6 @@ class EpollBackend(ReadyBackend):
                 if fd in armed:
                     armed.discard(fd)
                     fired.add(fd)
-        if len(events) == self._maxevents:
-            self._grow()
         return events
 
     def poll_ready(
@@ -243,6 +396,8 @@ class EpollBackend(ReadyBackend):
             ready,
             self._armed,
             self._fired,
+            self._edge_tags,
+            self._missed,
         )
         self._polls += 1
         if count == self._maxevents:
@@ -268,9 +423,19 @@ class EpollBackend(ReadyBackend):
                 self._forget(fd)
 
     def close(self) -> None:
-        for records in (self._armed, self._fired, self._parked):
+        for records in (self._armed, self._fired, self._parked, self._missed):
             records.clear()
         self._transient.clear()
+        self._edge_tags.clear()
+        self._edge_owners.clear()
         self._interest.clear()
         self._epfd = -1
         self._epoll.close()
+
+
+def _fileno(owner: Any) -> int:
+    """The descriptor ``owner`` (a socket) holds now: -1 once closed or detached."""
+    try:
+        return int(owner.fileno())
+    except Exception:
+        return -1

@@ -4,4 +4,5 @@
 
 cdef class ReadyBackend:
     cpdef set_interest(self, object fd, int events)
+    cpdef watch_edges(self, object fd, int events, object owner)
     cpdef int poll_ready(self, object timeout, dict readers, dict writers, list ready) except -1

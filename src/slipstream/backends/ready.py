@@ -47,6 +47,19 @@ class ReadyBackend:
         """Make ``events`` the interest for ``fd`` (:meth:`~.base.PollingBackend.set_interest`)."""
         raise NotImplementedError(f"{type(self).__name__} does not implement set_interest()")
 
+    def watch_edges(self, fd: int, events: int, owner: object) -> None:
+        """:meth:`set_interest`, for watchers that need only readiness the kernel reports anew.
+
+        The loop calls this for the watches of
+        :meth:`~slipstream.core.scheduler.Scheduler.watch_readable_edge`: their
+        callbacks retry until the kernel says EAGAIN, so readiness reported once
+        per change is enough, and the backend may keep the registration between
+        watches of the same ``owner`` (the socket ``fd`` belongs to).  A
+        backend without such registrations treats it as :meth:`set_interest`,
+        which this default does.
+        """
+        self.set_interest(fd, events)
+
     def poll_ready(
         self,
         timeout: float | None,

@@ -27,6 +27,7 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
+    "wait_after_short_read",
 ]
 
 
@@ -69,3 +70,8 @@ def sendmsg_count(sock: socket.socket, buffers: Sequence[Any], count: int) -> in
     """``sock.sendmsg()`` of the first ``count`` buffers (the stream engine's burst send)."""
     return syscalls.sendmsg_count(sock, buffers, count)
 
+
+
+def wait_after_short_read(sock: socket.socket) -> bool:
+    """Whether the next receive may wait at once after a short read (see :mod:`.syscalls`)."""
+    return syscalls.wait_after_short_read(sock)

@@ -45,6 +45,9 @@ cdef extern from *:
     static int slipstream_socket_family(PyObject *sock) {
         return ((slipstream_socket_object *)sock)->sock_family;
     }
+    static int slipstream_socket_type(PyObject *sock) {
+        return ((slipstream_socket_object *)sock)->sock_type;
+    }
     static int64_t slipstream_socket_timeout(PyObject *sock) {
         return ((slipstream_socket_object *)sock)->sock_timeout;
     }
@@ -500,32 +503,79 @@ cdef extern from *:
         }
         return n;
     }
-    /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result. */
-    static PyObject *slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout) {
+    /* epoll_ctl() with the event's data whole: the descriptor in the low 32
+       bits, a tag (0 for none) in the high 32.  0, or -1 with an exception set
+       (the OSError subclass of errno, as select.epoll's methods raise). */
+    static int slipstream_epoll_ctl(int epfd, int op, int fd, unsigned int mask,
+                                    unsigned long long data) {
+        struct epoll_event event;
+        memset(&event, 0, sizeof(event));
+        event.events = mask;
+        event.data.u64 = data;
+        if (epoll_ctl(epfd, op, fd, &event) < 0) {
+            slipstream_errno_error(errno);
+            return -1;
+        }
+        return 0;
+    }
+
+    /* Is event a registration's that is no longer current?  Its tag (high 32
+       bits of the data) is not 0 and not the one edge_tags has for its
+       descriptor: the registration of a file closed (or replaced) since,
+       which the kernel keeps while another descriptor holds that file.
+       1 stale, 0 current, -1 with an exception set. */
+    static int slipstream_epoll_stale(struct epoll_event *event, PyObject *key, PyObject *edge_tags) {
+        unsigned long long tag = event->data.u64 >> 32;
+        PyObject *current;
+        if (tag == 0)
+            return 0;
+        current = PyDict_GetItemWithError(edge_tags, key);
+        if (current == NULL)
+            return PyErr_Occurred() ? -1 : 1;
+        return PyLong_AsUnsignedLongLong(current) != tag;
+    }
+
+    /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result
+       (less the stale events, see above). */
+    static PyObject *slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout,
+                                           PyObject *edge_tags) {
         struct epoll_event *events = (struct epoll_event *)buffer;
-        PyObject *result, *pair;
-        int n, i;
+        PyObject *result, *pair, *key;
+        int n, i, stale;
         n = slipstream_epoll_wait_count(epfd, buffer, maxevents, timeout);
         if (n < 0)
             return NULL;
-        result = PyList_New(n);
+        result = PyList_New(0);
         if (result == NULL)
             return NULL;
         for (i = 0; i < n; i++) {
+            key = PyLong_FromLong((int)(events[i].data.u64 & 0xffffffffu));
+            if (key == NULL)
+                goto error;
+            stale = slipstream_epoll_stale(&events[i], key, edge_tags);
+            if (stale) {
+                Py_DECREF(key);
+                if (stale < 0)
+                    goto error;
+                continue;
+            }
             pair = PyTuple_New(2);
             if (pair == NULL) {
-                Py_DECREF(result);
-                return NULL;
+                Py_DECREF(key);
+                goto error;
             }
-            PyList_SET_ITEM(result, i, pair);
-            PyTuple_SET_ITEM(pair, 0, PyLong_FromLong(events[i].data.fd));
+            PyTuple_SET_ITEM(pair, 0, key);
             PyTuple_SET_ITEM(pair, 1, PyLong_FromUnsignedLong(events[i].events));
-            if (PyTuple_GET_ITEM(pair, 0) == NULL || PyTuple_GET_ITEM(pair, 1) == NULL) {
-                Py_DECREF(result);
-                return NULL;
+            if (PyTuple_GET_ITEM(pair, 1) == NULL || PyList_Append(result, pair) < 0) {
+                Py_DECREF(pair);
+                goto error;
             }
+            Py_DECREF(pair);
         }
         return result;
+    error:
+        Py_DECREF(result);
+        return NULL;
     }
     /* epoll_wait() straight into the loop's ready list (see epoll_wait_ready in
        syscalls.py for what it does).  Building the list of pairs, then taking
@@ -536,17 +586,37 @@ cdef extern from *:
     static int slipstream_epoll_wait_ready(int epfd, char *buffer, int maxevents, double timeout,
                                            unsigned int read_events, unsigned int write_events,
                                            PyObject *readers, PyObject *writers, PyObject *ready,
-                                           PyObject *armed, PyObject *fired) {
+                                           PyObject *armed, PyObject *fired,
+                                           PyObject *edge_tags, PyObject *missed) {
         struct epoll_event *events = (struct epoll_event *)buffer;
         PyObject *key, *handle;
         unsigned int mask;
-        int n, i, found;
+        int n, i, found, edge;
         n = slipstream_epoll_wait_count(epfd, buffer, maxevents, timeout);
         for (i = 0; i < n; i++) {
             mask = events[i].events;
-            key = PyLong_FromLong(events[i].data.fd);
+            key = PyLong_FromLong((int)(events[i].data.u64 & 0xffffffffu));
             if (key == NULL)
                 return -1;
+            edge = (events[i].data.u64 >> 32) != 0;
+            if (edge) {
+                found = slipstream_epoll_stale(&events[i], key, edge_tags);
+                if (found) {
+                    Py_DECREF(key);
+                    if (found < 0)
+                        return -1;
+                    continue;
+                }
+            }
+            if (edge && (mask & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    && PySet_Add(missed, key) < 0) {
+                /* The end of the stream or an error: a state, not news.  A
+                   read that takes the data before it returns short without
+                   reporting it, and the kernel will not report it again:
+                   the next wait has it look afresh. */
+                Py_DECREF(key);
+                return -1;
+            }
             if (PySet_GET_SIZE(armed)) {
                 found = PySet_Discard(armed, key);
                 if (found < 0 || (found && PySet_Add(fired, key) < 0))
@@ -558,6 +628,10 @@ cdef extern from *:
                     if (PyList_Append(ready, handle) < 0)
                         goto error;
                 } else if (PyErr_Occurred()) {
+                    goto error;
+                } else if (edge && PySet_Add(missed, key) < 0) {
+                    /* An edge nobody was waiting for: the kernel will not
+                       report it again (see EpollBackend.watch_edges). */
                     goto error;
                 }
             }
@@ -584,6 +658,9 @@ cdef extern from *:
     long long slipstream_socket_timeout(object sock)
     int slipstream_socket_family(object sock)
     const int SLIPSTREAM_AF_INET "AF_INET"
+    const int SLIPSTREAM_AF_INET6 "AF_INET6"
+    const int SLIPSTREAM_SOCK_STREAM "SOCK_STREAM"
+    int slipstream_socket_type(object sock)
     object slipstream_recvfrom_inet(int fd, Py_ssize_t size)
     object slipstream_sendto_inet(int fd, object data, object address)
     object slipstream_recv_bytes(int fd, Py_ssize_t size)
@@ -594,12 +671,17 @@ cdef extern from *:
     object slipstream_send(int fd, object data)
     Py_ssize_t slipstream_send_count(int fd, object data) except -1
     Py_ssize_t slipstream_sendmsg_count(int fd, object buffers, Py_ssize_t count) except -1
-    object slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout)
+    int slipstream_epoll_ctl(int epfd, int op, int fd, unsigned int mask,
+                             unsigned long long data) except -1
+    object slipstream_epoll_wait(int epfd, char *buffer, int maxevents, double timeout,
+                                 dict edge_tags)
     int slipstream_epoll_wait_ready(int epfd, char *buffer, int maxevents, double timeout,
                                     unsigned int read_events, unsigned int write_events,
                                     dict readers, dict writers, list ready,
-                                    set armed, set fired) except -1
+                                    set armed, set fired, dict edge_tags,
+                                    set missed) except -1
     const int SIZEOF_EPOLL_EVENT "sizeof(struct epoll_event)"
+    int PyObject_AsFileDescriptor(object) except -1
 
 
 cdef inline int _check_socket_layout() except -1:
@@ -673,6 +755,15 @@ cdef inline void recycle(object data) noexcept:
     slipstream_recv_recycle(data)
 
 
+cdef inline bint wait_after_short_read(object sock) except -1:
+    # TCP only (see syscalls.py), and only what _direct vouches for: its
+    # layout was checked, so family and type can be read from the struct.
+    if not _direct(sock) or slipstream_socket_type(sock) & 0xF != SLIPSTREAM_SOCK_STREAM:
+        return False
+    family = slipstream_socket_family(sock)
+    return family == SLIPSTREAM_AF_INET or family == SLIPSTREAM_AF_INET6
+
+
 cdef inline object recvfrom(object sock, object size):
     if (type(size) is int and 0 < size <= 0x7fffffff and _direct(sock)
             and slipstream_socket_family(sock) == SLIPSTREAM_AF_INET):
@@ -720,19 +811,49 @@ cdef inline object epoll_buffer(object maxevents):
     return bytearray(SIZEOF_EPOLL_EVENT * maxevents)
 
 
+cdef enum:
+    EDGE_TAGS = 1
+    EPOLL_CTL_ADD = 1
+    EPOLL_CTL_DEL = 2
+    EPOLL_CTL_MOD = 3
+
+
+cdef inline int epoll_ctl(object epoll, int epfd, int op, object fd, unsigned int events,
+                          unsigned long long data) except -1:
+    cdef int number
+    if epfd < 0:
+        # Closed: the method raises what it raises for a closed epoll.
+        if op == EPOLL_CTL_ADD:
+            epoll.register(fd, events)
+        elif op == EPOLL_CTL_MOD:
+            epoll.modify(fd, events)
+        else:
+            epoll.unregister(fd)
+        return 0
+    # Every registration goes through here, never through the methods, which
+    # leave the data's high half unset: an event whose tag is not 0 would be
+    # taken for a stale one.  The number as the methods read it (an int, or
+    # fileno(); a negative one is their ValueError).
+    number = PyObject_AsFileDescriptor(fd)
+    return slipstream_epoll_ctl(epfd, op, number, events,
+                                (data & 0xffffffff00000000ULL) | <unsigned int>number)
+
+
 cdef inline object epoll_wait(object epoll, int epfd, object buffer, double timeout,
-                              int maxevents):
+                              int maxevents, dict edge_tags):
     if epfd < 0:  # closed: the method raises what it raises for a closed epoll
         return epoll.poll(timeout, maxevents)
     if type(buffer) is not bytearray or PyByteArray_GET_SIZE(buffer) < <Py_ssize_t>SIZEOF_EPOLL_EVENT * maxevents:
         raise ValueError("epoll_wait() needs the buffer epoll_buffer() made for maxevents")
-    return slipstream_epoll_wait(epfd, PyByteArray_AS_STRING(buffer), maxevents, timeout)
+    return slipstream_epoll_wait(epfd, PyByteArray_AS_STRING(buffer), maxevents, timeout,
+                                 edge_tags)
 
 
 cdef inline int epoll_wait_ready(object epoll, int epfd, object buffer, double timeout,
                                  int maxevents, unsigned int read_events,
                                  unsigned int write_events, dict readers, dict writers,
-                                 list ready, set armed, set fired) except -1:
+                                 list ready, set armed, set fired, dict edge_tags,
+                                 set missed) except -1:
     if epfd < 0:  # closed: the method raises what it raises for a closed epoll
         epoll.poll(timeout, maxevents)
         return 0
@@ -740,4 +861,4 @@ cdef inline int epoll_wait_ready(object epoll, int epfd, object buffer, double t
         raise ValueError("epoll_wait_ready() needs the buffer epoll_buffer() made for maxevents")
     return slipstream_epoll_wait_ready(epfd, PyByteArray_AS_STRING(buffer), maxevents, timeout,
                                        read_events, write_events, readers, writers, ready,
-                                       armed, fired)
+                                       armed, fired, edge_tags, missed)

@@ -43,8 +43,13 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 __all__ = [
+    "EDGE_TAGS",
+    "EPOLL_CTL_ADD",
+    "EPOLL_CTL_DEL",
+    "EPOLL_CTL_MOD",
     "RECYCLES",
     "epoll_buffer",
+    "epoll_ctl",
     "epoll_wait",
     "epoll_wait_ready",
     "recv",
@@ -56,6 +61,7 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
+    "wait_after_short_read",
 ]
 
 
@@ -80,6 +86,22 @@ def recycle(data: bytes) -> None:
     else holds any more becomes the one the next short read is copied into,
     which saves its allocation (see ``slipstream_recv_recycle`` in the ``.pxd``).
     """
+
+
+def wait_after_short_read(sock: socket.socket) -> bool:
+    """Whether, after a read of ``sock`` shorter than asked, the next receive may wait at once.
+
+    Such a wait relies on being woken by what arrives after the read.
+    Interpreted, yes, always: every wait re-arms its registration, and the
+    kernel then reports what is already queued.  Compiled, the ``sock_*``
+    waits keep edge-triggered registrations (:data:`EDGE_TAGS`), woken only by
+    news, so only where a short read means nothing more was queued: an open,
+    non-blocking ``socket.socket`` on TCP, whose receive copies until the
+    queue is empty or the size is reached.  Not datagram sockets (one datagram
+    a call, however many are queued), not Unix stream sockets (a read stops
+    at a message from another sender when credentials are passed).
+    """
+    return True
 
 
 def recvfrom(sock: socket.socket, size: int) -> tuple[bytes, Any]:
@@ -121,13 +143,52 @@ def epoll_buffer(maxevents: int) -> Any:
     return None
 
 
+_ENDED = select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
+
+EPOLL_CTL_ADD = 1
+EPOLL_CTL_DEL = 2
+EPOLL_CTL_MOD = 3
+
+EDGE_TAGS = False
+"""Whether epoll registrations carry a tag that the dispatch checks.
+
+Compiled, :func:`epoll_ctl` gives the kernel ``data`` whole (the event's 64
+bits: the descriptor below, a tag above), and :func:`epoll_wait` and
+:func:`epoll_wait_ready` drop an event whose tag is not ``edge_tags[fd]``.
+Interpreted, ``select.epoll`` keeps only the descriptor, so there are no tags,
+and the epoll backend makes none of the edge-triggered registrations that
+need them (see ``backends/epoll.py``).
+"""
+
+
+def epoll_ctl(epoll: select.epoll, epfd: int, op: int, fd: int, events: int, data: int) -> None:
+    """``epoll.register``, ``modify`` or ``unregister`` (``op``): the same errors.
+
+    Compiled, the system call, with ``data`` as the event's data; interpreted,
+    ``data`` is ignored (the descriptor is the data).
+    """
+    if op == EPOLL_CTL_ADD:
+        epoll.register(fd, events)
+    elif op == EPOLL_CTL_MOD:
+        epoll.modify(fd, events)
+    else:
+        epoll.unregister(fd)
+
+
 def epoll_wait(
-    epoll: select.epoll, epfd: int, buffer: Any, timeout: float, maxevents: int
+    epoll: select.epoll,
+    epfd: int,
+    buffer: Any,
+    timeout: float,
+    maxevents: int,
+    edge_tags: dict[int, int],
 ) -> list[tuple[int, int]]:
     """``epoll.poll(timeout, maxevents)``: ``timeout`` in seconds, negative to wait forever.
 
     ``epfd`` is ``epoll.fileno()`` while it is open, -1 once closed; ``buffer`` is
-    what :func:`epoll_buffer` returned for at least ``maxevents``.
+    what :func:`epoll_buffer` returned for at least ``maxevents``.  Compiled,
+    an event whose tag is not its descriptor's in ``edge_tags`` is left out
+    (see :data:`EDGE_TAGS`).
     """
     return epoll.poll(timeout, maxevents)
 
@@ -145,6 +206,8 @@ def epoll_wait_ready(
     ready: list[T],
     armed: set[int],
     fired: set[int],
+    edge_tags: dict[int, int],
+    missed: set[int],
 ) -> int:
     """:func:`epoll_wait`, its events dispatched at once; the number of events.
 
@@ -152,9 +215,18 @@ def epoll_wait_ready(
     ``fired``; if the mask has a bit of ``read_events``, ``readers[fd]`` (if
     there is one) is appended to ``ready``, then likewise ``writers[fd]`` for
     ``write_events``.  Compiled, no (fd, events) pair is ever built.
+
+    A descriptor in ``edge_tags`` (an edge-triggered registration) that is
+    reported readable with no reader, or reported with the end of the stream
+    or an error (``EPOLLRDHUP``, ``EPOLLHUP``, ``EPOLLERR``), goes into
+    ``missed``: the kernel will not report that readiness again.  Compiled,
+    an event whose tag is not the descriptor's current one in ``edge_tags``
+    (a registration of a file closed since) is dropped first.
     """
     events = epoll.poll(timeout, maxevents)
     for fd, mask in events:
+        if edge_tags and fd in edge_tags and mask & _ENDED:
+            missed.add(fd)
         if armed and fd in armed:
             armed.discard(fd)
             fired.add(fd)
@@ -162,6 +234,8 @@ def epoll_wait_ready(
             handle = readers.get(fd)
             if handle is not None:
                 ready.append(handle)
+            elif edge_tags and fd in edge_tags:
+                missed.add(fd)
         if mask & write_events:
             handle = writers.get(fd)
             if handle is not None:

@@ -73,7 +73,10 @@ cdef class Scheduler(HandleOwner):
     cdef Py_ssize_t _callback_sequence
 
     @cython.locals(events=int)
-    cdef _update_interest(self, object fd)
+    cdef _update_interest(self, object fd, object owner=*)
+
+    @cython.locals(old=Handle)
+    cdef Handle _watch(self, dict watchers, object fd, Handle handle, object owner)
 
     @cython.locals(handle=Handle)
     cdef Handle _schedule(self, object callback, tuple args, object context, str method)

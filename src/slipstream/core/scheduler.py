@@ -505,7 +505,7 @@ class Scheduler(HandleOwner):
 
     # -- readiness ---------------------------------------------------------------
 
-    def _update_interest(self, fd: int) -> None:
+    def _update_interest(self, fd: int, owner: object = None) -> None:
         # Compiled, a C method (scheduler.pxd), and set_interest a C call on
         # the backend (backends/ready.py): a sock_recv that waits makes this
         # call twice a message, and as method calls found by name on the
@@ -513,7 +513,10 @@ class Scheduler(HandleOwner):
         # instructions before doing anything.
         self._io_watched = len(self._readers) + len(self._writers) > 1
         events = (READABLE if fd in self._readers else 0) | (WRITABLE if fd in self._writers else 0)
-        self._backend.set_interest(fd, events)
+        if owner is None:
+            self._backend.set_interest(fd, events)
+        else:
+            self._backend.watch_edges(fd, events, owner)
 
     def watch_readable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
         """Run ``callback(*args)`` whenever ``fd`` is readable (replaces any previous one).
@@ -522,18 +525,7 @@ class Scheduler(HandleOwner):
         """
         if self._closed:  # (_check_closed, inline: a method call costs ~300 instructions here)
             raise RuntimeError("Event loop is closed")
-        handle = Handle(callback, args, self, None)
-        old = self._readers.get(fd)
-        self._readers[fd] = handle
-        if old is None:
-            try:
-                self._update_interest(fd)
-            except BaseException:
-                del self._readers[fd]
-                raise
-        else:
-            old.cancel()
-        return handle
+        return self._watch(self._readers, fd, Handle(callback, args, self, None), None)
 
     def watch_writable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
         """Run ``callback(*args)`` whenever ``fd`` is writable (replaces any previous one).
@@ -542,16 +534,45 @@ class Scheduler(HandleOwner):
         """
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        handle = Handle(callback, args, self, None)
-        old = self._writers.get(fd)
-        self._writers[fd] = handle
+        return self._watch(self._writers, fd, Handle(callback, args, self, None), None)
+
+    def watch_readable_edge(
+        self, fd: int, owner: object, callback: Callable[..., object], *args: Any
+    ) -> Handle:
+        """:meth:`watch_readable`, for a callback that retries until the kernel says EAGAIN.
+
+        The promise the caller makes: it starts the watch only once the
+        operation it waits for has found ``fd`` not ready (or has just emptied
+        it), and ``callback`` retries that operation and simply keeps
+        watching while it finds nothing.  The backend may then use readiness
+        that the kernel reports once per change (edge-triggered epoll), and
+        a watch that ends and starts again on the same ``owner`` (the object
+        the descriptor belongs to, a socket) costs no system call.
+        """
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        return self._watch(self._readers, fd, Handle(callback, args, self, None), owner)
+
+    def watch_writable_edge(
+        self, fd: int, owner: object, callback: Callable[..., object], *args: Any
+    ) -> Handle:
+        """:meth:`watch_writable` under the promise of :meth:`watch_readable_edge`."""
+        if self._closed:
+            raise RuntimeError("Event loop is closed")
+        return self._watch(self._writers, fd, Handle(callback, args, self, None), owner)
+
+    def _watch(self, watchers: dict[int, Handle], fd: int, handle: Handle, owner: object) -> Handle:
+        old = watchers.get(fd)
+        watchers[fd] = handle
         if old is None:
             try:
-                self._update_interest(fd)
+                self._update_interest(fd, owner)
             except BaseException:
-                del self._writers[fd]
+                del watchers[fd]
                 raise
         else:
+            # The interest is the same; so is the registration, which serves
+            # the new callback as it served the old one.
             old.cancel()
         return handle
 

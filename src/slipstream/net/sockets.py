@@ -20,9 +20,12 @@ the call, so a cancelled receive never consumes bytes nobody will see.
 
 Who gives the slot back, and when, matters for speed.  The readiness callback
 that settles the future releases the slot itself, right then: it is running,
-so its handle was not cancelled, so the slot is still its own.  Released in
-the same loop turn as the event, the watch costs the epoll backend a single
-``EPOLL_CTL_MOD`` per wait (see :mod:`slipstream.backends.epoll`).  Only a wait
+so its handle was not cancelled, so the slot is still its own.  Every wait
+here follows a call that would have blocked, and every callback retries until
+the kernel says EAGAIN, so the waits are ``watch_readable_edge`` /
+``watch_writable_edge``: compiled, the epoll backend keeps an edge-triggered
+registration between the waits on a socket, and a wait costs no system call;
+interpreted, a single ``EPOLL_CTL_MOD`` (see :mod:`slipstream.backends.epoll`).  Only a wait
 that ends otherwise (cancelled) is released by the coroutine, in a ``finally``
 around its ``await``.  Neither uses a done-callback on the future: that would
 cost a ``call_soon`` (a handle and a queue entry) per wait, on a path that runs
@@ -61,6 +64,7 @@ _T = TypeVar("_T")
 _recv = backends.recv
 _recv_into = backends.recv_into
 _send = backends.send
+_wait_after_short_read = backends.wait_after_short_read
 
 _INET_FAMILIES = frozenset(
     (socket.AF_INET, socket.AF_INET6) if hasattr(socket, "AF_INET6") else (socket.AF_INET,)
@@ -128,6 +132,9 @@ def _recv_ready(
 
     Also keeps ``drained`` (see ``SocketOperations.sock_recv``): a read that
     did not fill ``nbytes`` emptied the socket, one that did may have left more.
+    The next receive on a drained socket waits without trying, which an
+    edge-triggered registration allows only because data that arrives after
+    this read is reported anew (``backends/epoll.py``).
     """
     if fut.done():
         return
@@ -139,12 +146,16 @@ def _recv_ready(
         raise
     except BaseException as exc:
         release(fd)
+        drained.discard(fd)  # the next receive asks the kernel, and fails the same way
         fut.set_exception(exc)
     else:
         release(fd)
-        if len(data) < nbytes:
+        if 0 < len(data) < nbytes and _wait_after_short_read(sock):
             drained.add(fd)
         else:
+            # Full (more may be queued), the end of the stream, or a socket
+            # whose short read says nothing of what is left (see
+            # backends.wait_after_short_read): the next receive tries first.
             drained.discard(fd)
         fut.set_result(data)
 
@@ -332,13 +343,16 @@ class SocketOperations(CoreLoop):
     ) -> Any:
         """Wait until ``callback(fut, release, fd, *args)`` settles ``fut``.
 
-        ``watch``/``release`` are the loop's ``watch_readable``/``unwatch_readable``
-        or ``watch_writable``/``unwatch_writable``: which readiness runs the callback.
+        ``watch``/``release`` are the loop's ``watch_readable_edge``/``unwatch_readable``
+        or ``watch_writable_edge``/``unwatch_writable``: which readiness runs the
+        callback.  Every caller has just tried the operation and been told it
+        would block, and every callback retries it and keeps waiting while it
+        would: the promise of ``watch_readable_edge``.
         """
         fut = self.create_future()
         fd = sock.fileno()
         self.check_fd_unowned(fd)
-        handle = watch(fd, callback, fut, release, fd, *args)
+        handle = watch(fd, sock, callback, fut, release, fd, *args)
         try:
             return await fut
         finally:
@@ -377,14 +391,17 @@ class SocketOperations(CoreLoop):
         # request/response loop, and a coroutine frame less is measurable.
         fut: asyncio.Future[bytes] = self.create_future()
         self.check_fd_unowned(fd)
-        handle = self.watch_readable(
-            fd, _recv_ready, fut, self.unwatch_readable, fd, sock, nbytes, drained
+        handle = self.watch_readable_edge(
+            fd, sock, _recv_ready, fut, self.unwatch_readable, fd, sock, nbytes, drained
         )
         try:
             return await fut
         finally:
             if not handle.cancelled():
                 self.unwatch_readable(fd)
+                # The wait may have been woken and then cancelled before its
+                # callback read: the next receive tries the call first.
+                drained.discard(fd)
             del fut
 
     async def sock_recv_into(self, sock: socket.socket, buf: Any) -> int:
@@ -395,7 +412,7 @@ class SocketOperations(CoreLoop):
         except (BlockingIOError, InterruptedError):
             pass
         count: int = await self._sockop_wait(
-            self.watch_readable,
+            self.watch_readable_edge,
             self.unwatch_readable,
             sock,
             _retry,
@@ -412,7 +429,7 @@ class SocketOperations(CoreLoop):
         except (BlockingIOError, InterruptedError):
             pass
         result: tuple[bytes, Any] = await self._sockop_wait(
-            self.watch_readable,
+            self.watch_readable_edge,
             self.unwatch_readable,
             sock,
             _retry,
@@ -433,7 +450,7 @@ class SocketOperations(CoreLoop):
         except (BlockingIOError, InterruptedError):
             pass
         result: tuple[int, Any] = await self._sockop_wait(
-            self.watch_readable,
+            self.watch_readable_edge,
             self.unwatch_readable,
             sock,
             _retry,
@@ -460,7 +477,7 @@ class SocketOperations(CoreLoop):
         if sent == len(view):
             return
         await self._sockop_wait(
-            self.watch_writable, self.unwatch_writable, sock, _send_ready, sock, [view[sent:]]
+            self.watch_writable_edge, self.unwatch_writable, sock, _send_ready, sock, [view[sent:]]
         )
 
     async def sock_sendto(self, sock: socket.socket, data: Any, address: Any) -> int:
@@ -473,7 +490,7 @@ class SocketOperations(CoreLoop):
         # The method is looked up on every attempt (not bound once), as asyncio
         # does: a wrapper or a test may replace ``sock.sendto`` while we wait.
         sent: int = await self._sockop_wait(
-            self.watch_writable,
+            self.watch_writable_edge,
             self.unwatch_writable,
             sock,
             _retry,
@@ -500,7 +517,7 @@ class SocketOperations(CoreLoop):
             # also goes on in the background): writability says it is done.
             pass
         await self._sockop_wait(
-            self.watch_writable, self.unwatch_writable, sock, _connect_finished, sock, address
+            self.watch_writable_edge, self.unwatch_writable, sock, _connect_finished, sock, address
         )
 
     async def sock_accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
@@ -511,7 +528,7 @@ class SocketOperations(CoreLoop):
         except (BlockingIOError, InterruptedError):
             pass
         result: tuple[socket.socket, Any] = await self._sockop_wait(
-            self.watch_readable, self.unwatch_readable, sock, _retry, sock, _accept
+            self.watch_readable_edge, self.unwatch_readable, sock, _retry, sock, _accept
         )
         return result
 

@@ -56,6 +56,9 @@ class VirtualTimeBackend(ReadyBackend):
     def set_interest(self, fd: int, events: int) -> None:
         self._real.set_interest(fd, events)
 
+    def watch_edges(self, fd: int, events: int, owner: object) -> None:
+        self._real.watch_edges(fd, events, owner)
+
     def fileno(self) -> int:
         return self._real.fileno()
 
