@@ -44,6 +44,7 @@ cdef class EpollBackend(ReadyBackend):
     cdef _register(self, object fd, unsigned int mask, unsigned long long tag=*)
     cdef _rearm(self, object fd, unsigned int mask, unsigned long long tag=*)
     cdef _forget_edges(self, object fd)
+    cdef _ctl(self, int op, object fd, unsigned int mask, unsigned long long tag)
 
     @cython.locals(events=list, armed=set, fired=set, wanted=list)
     cpdef list poll(self, object timeout)

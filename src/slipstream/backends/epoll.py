@@ -209,7 +209,7 @@ class EpollBackend(ReadyBackend):
             self._armed.discard(fd)
             self._transient[fd] = self._polls
             try:
-                syscalls.epoll_ctl(self._epoll, self._epfd, _DEL, fd, 0, 0)
+                self._ctl(_DEL, fd, 0, 0)
             except OSError:
                 # The descriptor was closed while registered: the kernel
                 # dropped it from the epoll set already.
@@ -249,7 +249,7 @@ class EpollBackend(ReadyBackend):
             self.set_interest(fd, events)
             return
         owned = self._edge_owners.get(fd)
-        if owned is not None and owned[0]() is owner and _fileno(owner) == fd:
+        if owned is not None and owned[0]() is owner and syscalls.socket_fileno(owner) == fd:
             # Our registration for this socket, still in the kernel.
             registered = owned[1]
             if events & ~registered:
@@ -293,23 +293,41 @@ class EpollBackend(ReadyBackend):
 
     def _register(self, fd: int, mask: int, tag: int = 0) -> None:
         try:
-            syscalls.epoll_ctl(self._epoll, self._epfd, _ADD, fd, mask, tag << 32)
+            self._ctl(_ADD, fd, mask, tag)
         except FileExistsError:
             # A number we had forgotten is still in the set: it was closed
             # and reused without being unregistered.
-            syscalls.epoll_ctl(self._epoll, self._epfd, _MOD, fd, mask, tag << 32)
+            self._ctl(_MOD, fd, mask, tag)
 
     def _rearm(self, fd: int, mask: int, tag: int = 0) -> None:
         try:
-            syscalls.epoll_ctl(self._epoll, self._epfd, _MOD, fd, mask, tag << 32)
+            # (_ctl's MOD, written out: interpreted, this re-arms a one-shot
+            # registration at every wait, and a frame more costs ~700
+            # instructions.)
+            if syscalls.EDGE_TAGS:
+                syscalls.epoll_ctl(self._epoll, self._epfd, _MOD, fd, mask, tag << 32)
+            else:
+                self._epoll.modify(fd, mask)
         except FileNotFoundError:
             # The number names a file that is not in the set (the one that
             # was registered has been closed): register this one.
-            syscalls.epoll_ctl(self._epoll, self._epfd, _ADD, fd, mask, tag << 32)
+            self._ctl(_ADD, fd, mask, tag)
         except OSError as exc:
             if exc.errno == errno.EBADF:
                 self._forget(fd)  # closed: the kernel has no registration left
             raise
+
+    def _ctl(self, op: int, fd: int, mask: int, tag: int) -> None:
+        if syscalls.EDGE_TAGS:
+            # Compiled: the call in C, with the event's data whole.
+            syscalls.epoll_ctl(self._epoll, self._epfd, op, fd, mask, tag << 32)
+        elif op == _MOD:
+            # Interpreted: the methods, which take no data (no tags).
+            self._epoll.modify(fd, mask)
+        elif op == _ADD:
+            self._epoll.register(fd, mask)
+        else:
+            self._epoll.unregister(fd)
 
     def _forget_edges(self, fd: int) -> None:
         del self._edge_tags[fd]
@@ -432,10 +450,3 @@ class EpollBackend(ReadyBackend):
         self._epfd = -1
         self._epoll.close()
 
-
-def _fileno(owner: Any) -> int:
-    """The descriptor ``owner`` (a socket) holds now: -1 once closed or detached."""
-    try:
-        return int(owner.fileno())
-    except Exception:
-        return -1

@@ -755,6 +755,15 @@ cdef inline void recycle(object data) noexcept:
     slipstream_recv_recycle(data)
 
 
+cdef inline int socket_fileno(object sock) except? -2:
+    if _direct(sock):
+        return slipstream_socket_fd(sock)
+    try:
+        return int(sock.fileno())
+    except Exception:
+        return -1
+
+
 cdef inline bint wait_after_short_read(object sock) except -1:
     # TCP only (see syscalls.py), and only what _direct vouches for: its
     # layout was checked, so family and type can be read from the struct.

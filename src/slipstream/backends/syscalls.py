@@ -61,6 +61,7 @@ __all__ = [
     "send_count",
     "sendmsg_count",
     "sendto",
+    "socket_fileno",
     "wait_after_short_read",
 ]
 
@@ -79,6 +80,7 @@ RECYCLES = False
 """Whether :func:`recycle` does anything: interpreted it does not, so callers skip the call."""
 
 
+
 def recycle(data: bytes) -> None:
     """Give back what :func:`recv_sized` returned, once its reader is done with it.
 
@@ -86,6 +88,14 @@ def recycle(data: bytes) -> None:
     else holds any more becomes the one the next short read is copied into,
     which saves its allocation (see ``slipstream_recv_recycle`` in the ``.pxd``).
     """
+
+
+def socket_fileno(sock: Any) -> int:
+    """``sock.fileno()``, or -1 if that fails (compiled: read from the socket, for a plain one)."""
+    try:
+        return int(sock.fileno())
+    except Exception:
+        return -1
 
 
 def wait_after_short_read(sock: socket.socket) -> bool:
@@ -225,7 +235,7 @@ def epoll_wait_ready(
     """
     events = epoll.poll(timeout, maxevents)
     for fd, mask in events:
-        if edge_tags and fd in edge_tags and mask & _ENDED:
+        if edge_tags and mask & _ENDED and fd in edge_tags:
             missed.add(fd)
         if armed and fd in armed:
             armed.discard(fd)

@@ -75,9 +75,6 @@ cdef class Scheduler(HandleOwner):
     @cython.locals(events=int)
     cdef _update_interest(self, object fd, object owner=*)
 
-    @cython.locals(old=Handle)
-    cdef Handle _watch(self, dict watchers, object fd, Handle handle, object owner)
-
     @cython.locals(handle=Handle)
     cdef Handle _schedule(self, object callback, tuple args, object context, str method)
 

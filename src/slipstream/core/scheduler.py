@@ -523,18 +523,14 @@ class Scheduler(HandleOwner):
 
         Returns the handle: it is cancelled once the callback is replaced or unwatched.
         """
-        if self._closed:  # (_check_closed, inline: a method call costs ~300 instructions here)
-            raise RuntimeError("Event loop is closed")
-        return self._watch(self._readers, fd, Handle(callback, args, self, None), None)
+        return self.watch_readable_edge(fd, None, callback, *args)
 
     def watch_writable(self, fd: int, callback: Callable[..., object], *args: Any) -> Handle:
         """Run ``callback(*args)`` whenever ``fd`` is writable (replaces any previous one).
 
         Returns the handle: it is cancelled once the callback is replaced or unwatched.
         """
-        if self._closed:
-            raise RuntimeError("Event loop is closed")
-        return self._watch(self._writers, fd, Handle(callback, args, self, None), None)
+        return self.watch_writable_edge(fd, None, callback, *args)
 
     def watch_readable_edge(
         self, fd: int, owner: object, callback: Callable[..., object], *args: Any
@@ -547,11 +543,29 @@ class Scheduler(HandleOwner):
         watching while it finds nothing.  The backend may then use readiness
         that the kernel reports once per change (edge-triggered epoll), and
         a watch that ends and starts again on the same ``owner`` (the object
-        the descriptor belongs to, a socket) costs no system call.
+        the descriptor belongs to, a socket) costs no system call.  ``owner``
+        None makes no promise: :meth:`watch_readable`.
+
+        (The watch's body is here and in :meth:`watch_writable_edge`, not in a
+        helper: these calls are a ``sock_*`` wait's, once a message, and
+        interpreted a frame more costs ~700 instructions.)
         """
-        if self._closed:
+        if self._closed:  # (_check_closed, inline: a method call costs ~300 instructions here)
             raise RuntimeError("Event loop is closed")
-        return self._watch(self._readers, fd, Handle(callback, args, self, None), owner)
+        handle = Handle(callback, args, self, None)
+        old = self._readers.get(fd)
+        self._readers[fd] = handle
+        if old is None:
+            try:
+                self._update_interest(fd, owner)
+            except BaseException:
+                del self._readers[fd]
+                raise
+        else:
+            # The interest is the same; so is the registration, which serves
+            # the new callback as it served the old one.
+            old.cancel()
+        return handle
 
     def watch_writable_edge(
         self, fd: int, owner: object, callback: Callable[..., object], *args: Any
@@ -559,20 +573,16 @@ class Scheduler(HandleOwner):
         """:meth:`watch_writable` under the promise of :meth:`watch_readable_edge`."""
         if self._closed:
             raise RuntimeError("Event loop is closed")
-        return self._watch(self._writers, fd, Handle(callback, args, self, None), owner)
-
-    def _watch(self, watchers: dict[int, Handle], fd: int, handle: Handle, owner: object) -> Handle:
-        old = watchers.get(fd)
-        watchers[fd] = handle
+        handle = Handle(callback, args, self, None)
+        old = self._writers.get(fd)
+        self._writers[fd] = handle
         if old is None:
             try:
                 self._update_interest(fd, owner)
             except BaseException:
-                del watchers[fd]
+                del self._writers[fd]
                 raise
         else:
-            # The interest is the same; so is the registration, which serves
-            # the new callback as it served the old one.
             old.cancel()
         return handle
 
