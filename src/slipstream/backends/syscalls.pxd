@@ -749,6 +749,7 @@ cdef inline object recv_sized(object sock, Py_ssize_t size):
 
 cdef enum:
     RECYCLES = 1
+    DIRECT = 1
 
 
 cdef inline void recycle(object data) noexcept:

@@ -43,6 +43,7 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 __all__ = [
+    "DIRECT",
     "EDGE_TAGS",
     "EPOLL_CTL_ADD",
     "EPOLL_CTL_DEL",
@@ -79,6 +80,13 @@ def recv_sized(sock: socket.socket, size: int) -> bytes:
 RECYCLES = False
 """Whether :func:`recycle` does anything: interpreted it does not, so callers skip the call."""
 
+DIRECT = False
+"""Whether these functions make the system calls themselves (compiled) or call the methods.
+
+Interpreted, :func:`recv_sized` is ``sock.recv(size)`` and :func:`send_count` is
+``sock.send(data)``, one Python frame more (~700 instructions): the hottest
+callers (a stream transport's read and write) call the method themselves then.
+"""
 
 
 def recycle(data: bytes) -> None:

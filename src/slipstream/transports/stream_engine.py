@@ -206,7 +206,8 @@ class StreamEngine:
         """The descriptor is readable and the protocol is a Protocol."""
         size = self.read_size
         try:
-            data = syscalls.recv_sized(self.sock, size)
+            # (The method itself, interpreted: see syscalls.DIRECT.)
+            data = syscalls.recv_sized(self.sock, size) if syscalls.DIRECT else self.sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -317,7 +318,10 @@ class StreamEngine:
         ):
             self.wrote_since_read = True
             try:
-                sent = syscalls.send_count(self.sock, data)
+                if syscalls.DIRECT:
+                    sent = syscalls.send_count(self.sock, data)
+                else:
+                    sent = self.sock.send(data)  # (see syscalls.DIRECT)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except (SystemExit, KeyboardInterrupt):
