@@ -525,14 +525,17 @@ cdef extern from *:
        which the kernel keeps while another descriptor holds that file.
        1 stale, 0 current, -1 with an exception set. */
     static int slipstream_epoll_stale(struct epoll_event *event, PyObject *key, PyObject *edge_tags) {
-        unsigned long long tag = event->data.u64 >> 32;
+        unsigned long long tag = event->data.u64 >> 32, expected;
         PyObject *current;
         if (tag == 0)
             return 0;
         current = PyDict_GetItemWithError(edge_tags, key);
         if (current == NULL)
             return PyErr_Occurred() ? -1 : 1;
-        return PyLong_AsUnsignedLongLong(current) != tag;
+        expected = PyLong_AsUnsignedLongLong(current);
+        if (expected == (unsigned long long)-1 && PyErr_Occurred())
+            return -1;
+        return expected != tag;
     }
 
     /* epoll_wait() as a list of (fd, events) pairs, select.epoll.poll's result
