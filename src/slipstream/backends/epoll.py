@@ -318,16 +318,9 @@ class EpollBackend(ReadyBackend):
             raise
 
     def _ctl(self, op: int, fd: int, mask: int, tag: int) -> None:
-        if syscalls.EDGE_TAGS:
-            # Compiled: the call in C, with the event's data whole.
-            syscalls.epoll_ctl(self._epoll, self._epfd, op, fd, mask, tag << 32)
-        elif op == _MOD:
-            # Interpreted: the methods, which take no data (no tags).
-            self._epoll.modify(fd, mask)
-        elif op == _ADD:
-            self._epoll.register(fd, mask)
-        else:
-            self._epoll.unregister(fd)
+        # Compiled, the call in C with the event's data whole; interpreted,
+        # the epoll methods, which take no data (no tags).
+        syscalls.epoll_ctl(self._epoll, self._epfd, op, fd, mask, tag << 32)
 
     def _forget_edges(self, fd: int) -> None:
         del self._edge_tags[fd]
