@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The demo command: installs slipstream with its benchmark extras (uvloop and rloop, the loops
-# it is compared with, and matplotlib) into .venvs/demo, then runs `python -m slipstream demo`.
-# Until the demo subcommand exists (or if it fails), it runs each example under slipstream.
+# The demo command: installs slipstream with its demo extra (uvloop and rloop, the loops it is
+# compared with; matplotlib; uvicorn, aiohttp, httpx and asyncpg, which the examples and the web
+# rows use) into .venvs/demo, then runs `python -m slipstream demo`: every example (each under a
+# deadline, servers started, asked and stopped) and a short side-by-side benchmark.
 #
 # Environment:
 #   SLIPSTREAM_DEMO_PYTHON   Python version for the demo venv (default 3.12)
@@ -43,25 +44,15 @@ else
 fi
 PY="$VENV/bin/python"
 
-log "installing slipstream with the bench extras"
-if ! "$PY" -m pip install --quiet -e ".[bench]"; then
+log "installing slipstream with the demo extra"
+if ! "$PY" -m pip install --quiet -e ".[demo]"; then
     # One of the peers may have no wheel for this Python: install what installs, warn about the rest.
-    warn "installing .[bench] failed; installing its parts one by one"
+    warn "installing .[demo] failed; installing its parts one by one"
     "$PY" -m pip install --quiet -e . || exit 1
-    for package in uvloop rloop matplotlib; do
+    for package in uvloop rloop matplotlib uvicorn httptools aiohttp httpx asyncpg; do
         "$PY" -m pip install --quiet "$package" || warn "$package did not install: the demo runs without it"
     done
 fi
 
 log "python -m slipstream demo $*"
-if "$PY" -m slipstream demo "$@"; then
-    exit 0
-fi
-
-warn "'python -m slipstream demo' failed (not implemented yet?); running the examples on slipstream instead"
-status=0
-for example in examples/*.py; do
-    log "python -m slipstream $example"
-    "$PY" -m slipstream "$example" || { warn "$example failed"; status=1; }
-done
-exit "$status"
+exec "$PY" -m slipstream demo "$@"

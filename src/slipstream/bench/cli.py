@@ -6,13 +6,13 @@ import argparse
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 from . import report
 from .child import FRESH_ALLOCATOR_VARIABLE
+from .demo import EXAMPLES, run_examples
 from .jobs import Job, Settings, select_jobs
 from .loops import KNOWN_LOOPS, METRICS_OFF_LOOPS, available_loops, is_available
 from .processes import c_compiler_available, cores
@@ -190,21 +190,13 @@ def progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
-
-
 def demo(argv: list[str]) -> int:
     """The examples on slipstream, then a short side-by-side benchmark (about a minute)."""
-    status = 0
     if EXAMPLES.is_dir():
-        for script in sorted(EXAMPLES.glob("*.py")):
-            print(f"\n\033[1m==> python -m slipstream examples/{script.name}\033[0m", flush=True)
-            done = subprocess.run([sys.executable, "-m", "slipstream", str(script)], check=False)
-            if done.returncode != 0:
-                print(f"{script.name} failed (exit {done.returncode})")
-                status = 1
+        status = run_examples(EXAMPLES)
     else:
         print("note: examples/ not found (run the demo from a source checkout to see them)")
+        status = 0
     print(
         "\n\033[1m==> a short benchmark (python -m slipstream bench for the full one)\033[0m",
         flush=True,
