@@ -51,14 +51,16 @@ def test_an_example_that_cannot_run_here_is_skipped_not_failed(
     write(tmp_path, "needs_db.py", "raise SystemExit('must not run')\n")
     kinds = {
         "needs_lib.py": demo.Example(needs=("no_such_library_anywhere",)),
-        "needs_db.py": demo.Example(needs_env="SLIPSTREAM_TEST_NO_SUCH_DSN"),
+        "needs_db.py": demo.Example(
+            needs_env="SLIPSTREAM_TEST_NO_SUCH_DSN", env_hint="a server's address"
+        ),
     }
     monkeypatch.setattr(demo, "KINDS", kinds)
     monkeypatch.delenv("SLIPSTREAM_TEST_NO_SUCH_DSN", raising=False)
     assert demo.run_examples(tmp_path) == 0
     out = capfd.readouterr().out
     assert "skipped: needs no_such_library_anywhere (pip install no_such_library_anywhere)" in out
-    assert "skipped: needs SLIPSTREAM_TEST_NO_SUCH_DSN" in out
+    assert "skipped: needs SLIPSTREAM_TEST_NO_SUCH_DSN, a server's address\n" in out
     assert "must not run" not in out
 
 

@@ -43,16 +43,17 @@ class Example:
     kind: str = "script"  # "script", "server" or "asgi": the key of its runner in RUNNERS
     needs: tuple[str, ...] = ()  # modules it imports beyond the standard library
     needs_env: str = ""  # an environment variable it cannot run without ("" for none)
+    env_hint: str = ""  # what that variable names, for the line that says it is missing
     paths: tuple[str, ...] = ("/",)  # what a server example is asked
 
 
 KINDS: dict[str, Example] = {
     "asgi_app.py": Example(kind="asgi", needs=("uvicorn", "httptools"), paths=("/",)),
-    "webserver.py": Example(
-        kind="server", needs=("aiohttp",), paths=("/", "/hello/demo", "/loop")
-    ),
+    "webserver.py": Example(kind="server", needs=("aiohttp",), paths=("/", "/hello/demo", "/loop")),
     "scrape.py": Example(needs=("aiohttp", "httpx")),
-    "db.py": Example(needs=("asyncpg",), needs_env="DATABASE_URL"),
+    "db.py": Example(
+        needs=("asyncpg",), needs_env="DATABASE_URL", env_hint="a PostgreSQL server's DSN"
+    ),
 }
 
 
@@ -179,7 +180,8 @@ def missing(example: Example) -> str:
     if absent:
         return f"needs {', '.join(absent)} (pip install {' '.join(absent)})"
     if example.needs_env and not os.environ.get(example.needs_env):
-        return f"needs {example.needs_env} (a PostgreSQL DSN) to run"
+        hint = f", {example.env_hint}" if example.env_hint else ""
+        return f"needs {example.needs_env}{hint}"
     return ""
 
 
