@@ -121,3 +121,41 @@ def test_a_server_that_ignores_ctrl_c_is_killed(
     assert outcome.note == "exit status -9 after SIGINT"
     assert "serving" in out
     assert "(the demo) GET / -> 200 yes" in out
+
+
+def test_a_chatty_server_is_not_blocked_by_its_own_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # More than a pipe holds (64 KiB), printed before the server answers: read
+    # through a pipe nobody drains, the server would block and never answer.
+    monkeypatch.setattr(demo, "DEADLINE", 20.0)
+    script = write(
+        tmp_path,
+        "chatty.py",
+        """\
+        import asyncio, sys
+
+        async def main(port: int) -> None:
+            for number in range(4096):
+                print(f"line {number:05d} " + "x" * 50, flush=True)
+            async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+                await reader.readuntil(b"\\r\\n\\r\\n")
+                writer.write(b"HTTP/1.0 200 OK\\r\\ncontent-length: 2\\r\\n\\r\\nok")
+                writer.close()
+            server = await asyncio.start_server(answer, "127.0.0.1", port)
+            async with server:
+                await server.serve_forever()
+
+        try:
+            asyncio.run(main(int(sys.argv[2])))
+        except KeyboardInterrupt:
+            print("stopped")
+        """,
+    )
+    outcome = demo.run_server(script, demo.Example(kind="server"))
+    out = capsys.readouterr().out
+    assert "(the demo) GET / -> 200 ok" in out
+    assert "line 04095 " in out
+    assert out.count(" xxxxx") == 4096
+    # (Exit status 0: the script catches the KeyboardInterrupt SIGINT raises.)
+    assert outcome.ok, (outcome, out[-300:])

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
@@ -78,7 +79,7 @@ def get(port: int, path: str, timeout: float = 10.0) -> str:
     return f"GET {path} -> {answer.status} {body.decode(errors='replace').strip()}"
 
 
-def wait_until_answering(port: int, process: subprocess.Popen[str], deadline: float) -> None:
+def wait_until_answering(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
     """Until the server on *port* accepts a connection; raise if it died or the time ran out."""
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -91,38 +92,40 @@ def wait_until_answering(port: int, process: subprocess.Popen[str], deadline: fl
     raise TimeoutError("the server did not start answering in time")
 
 
-def stop(process: subprocess.Popen[str], timeout: float) -> tuple[int, str]:
-    """SIGINT (Ctrl+C), then SIGKILL if it outlives *timeout*; its status and output."""
+def stop(process: subprocess.Popen[bytes], timeout: float) -> int:
+    """SIGINT (Ctrl+C), then SIGKILL if it outlives *timeout*; its exit status."""
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
     try:
-        output, _ = process.communicate(timeout=timeout)
+        return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
-        return -signal.SIGKILL, output
-    return process.returncode, output
+        return process.wait()
 
 
-def serve_and_ask(command: list[str], port: int, example: Example) -> Outcome:
+def serve_and_ask(command: list[str], port: int, example: Example, cwd: Path) -> Outcome:
     """Start a server, ask it ``example.paths``, stop it as Ctrl+C would; print both sides."""
-    process = subprocess.Popen(
-        command,
-        cwd=EXAMPLES.parent,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # our own Ctrl+C stays ours: the server stops when we say
-    )
-    asked: list[str] = []
-    failure = ""
-    try:
-        wait_until_answering(port, process, time.monotonic() + DEADLINE)
-        asked = [get(port, path) for path in example.paths]
-    except (OSError, RuntimeError) as error:  # TimeoutError and URLError are OSErrors
-        failure = f"{type(error).__name__}: {error}"
-    finally:
-        status, output = stop(process, timeout=STOP_GRACE)
+    # The server's output goes to a file, not a pipe: nobody reads a pipe while
+    # the server runs, and a chatty server would block on a full one.
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # our own Ctrl+C stays ours: the server stops when we say
+        )
+        asked: list[str] = []
+        failure = ""
+        try:
+            wait_until_answering(port, process, time.monotonic() + DEADLINE)
+            asked = [get(port, path) for path in example.paths]
+        except (OSError, RuntimeError) as error:  # TimeoutError and URLError are OSErrors
+            failure = f"{type(error).__name__}: {error}"
+        finally:
+            status = stop(process, timeout=STOP_GRACE)
+        log.seek(0)
+        output = log.read().decode(errors="replace")
     print(output, end="" if output.endswith("\n") or not output else "\n")
     for line in asked:
         print(f"  (the demo) {line}")
@@ -137,7 +140,7 @@ def run_script(script: Path, example: Example) -> Outcome:
     try:
         done = subprocess.run(
             [sys.executable, "-m", "slipstream", str(script)],
-            cwd=EXAMPLES.parent,
+            cwd=script.parent.parent,
             timeout=DEADLINE,
             check=False,
         )
@@ -149,22 +152,24 @@ def run_script(script: Path, example: Example) -> Outcome:
 def run_server(script: Path, example: Example) -> Outcome:
     port = free_port()
     command = [sys.executable, "-m", "slipstream", str(script), "--port", str(port)]
-    return serve_and_ask(command, port, example)
+    return serve_and_ask(command, port, example, cwd=script.parent.parent)
 
 
 def run_asgi(script: Path, example: Example) -> Outcome:
     port = free_port()
-    app = f"{EXAMPLES.name}.{script.stem}:app"
+    # Imported as a module of its folder, from the folder's parent (the
+    # README's command, run from the repository's root).
+    app = f"{script.parent.name}.{script.stem}:app"
     command = [sys.executable, "-m", "uvicorn", app, "--port", str(port)]
     command += ["--loop", "slipstream:new_event_loop", "--log-level", "warning"]
-    return serve_and_ask(command, port, example)
+    return serve_and_ask(command, port, example, cwd=script.parent.parent)
 
 
 # What each kind's heading shows: the command a reader would type to do the same.
 HEADINGS = {
-    "script": "python -m slipstream examples/{name}",
-    "server": "python -m slipstream examples/{name} --port PORT  (then GET {paths}; Ctrl+C)",
-    "asgi": "uvicorn examples.{stem}:app --loop slipstream:new_event_loop  (then GET {paths})",
+    "script": "python -m slipstream {folder}/{name}",
+    "server": "python -m slipstream {folder}/{name} --port PORT  (then GET {paths}; Ctrl+C)",
+    "asgi": "uvicorn {folder}.{stem}:app --loop slipstream:new_event_loop  (then GET {paths})",
 }
 
 RUNNERS: dict[str, Callable[[Path, Example], Outcome]] = {
@@ -192,7 +197,10 @@ def run_examples(directory: Path = EXAMPLES) -> int:
     for script in sorted(directory.glob("*.py")):
         example = KINDS.get(script.name, Example())
         heading = HEADINGS[example.kind].format(
-            name=script.name, stem=script.stem, paths=", ".join(example.paths)
+            folder=directory.name,
+            name=script.name,
+            stem=script.stem,
+            paths=", ".join(example.paths),
         )
         print(f"\n\033[1m==> {heading}\033[0m", flush=True)
         reason = missing(example)
