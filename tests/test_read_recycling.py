@@ -1,8 +1,10 @@
 """What ``data_received`` is given stays what it was, whatever the reader reuses.
 
 The compiled stream transport copies a short read into the bytes object of the
-previous one when ``data_received`` kept no reference to it (see
-``slipstream_recv_recycle`` in ``backends/syscalls.pxd``).  These tests hold
+previous one when ``data_received`` kept no reference to it, and receives a
+long read straight into the previous long read's object once long reads have
+kept fitting it (see ``slipstream_recv_recycle`` and ``slipstream_recv_stream``
+in ``backends/syscalls.pxd``).  These tests hold
 the line a reuse must never cross, on every loop: a chunk the protocol keeps
 is never changed by later reads, a chunk's hash is its own (bytes cache their
 hash, and a reused object must not bring the old one along), the bytes
@@ -117,3 +119,100 @@ def test_shrinking_and_growing_reads_stay_intact(run: Run) -> None:
     sizes = list(range(4096, 1, -97)) + list(range(2, 4097, 89))
     recorder, messages = run(send_in_lockstep(sizes, 7))
     check(recorder, messages)
+
+
+# Long reads: the sizes around the long spare's rules.  Eight or more reads of
+# one size in a row start the reads into the spare; a message an eighth larger
+# than the last fills the spare and is read in two; one at most half the
+# spare's room shrinks it; 256 KiB is the largest read a transport asks for.
+ONE_SIZE = 16
+
+
+def test_long_reads_of_one_size_then_another_stay_intact(run: Run) -> None:
+    sizes: list[int] = []
+    for size in (10_240, 100_000, 4_097, 262_144, 20_000):
+        sizes += [size] * ONE_SIZE
+    recorder, messages = run(send_in_lockstep(sizes, 11))
+    check(recorder, messages)
+
+
+def test_long_reads_that_outgrow_the_spare_stay_intact(run: Run) -> None:
+    # Each run of one size lets the reads go into the spare; the next size is
+    # larger than its room (filled, the rest read on the next turn), or at
+    # most half of it (the spare shrunk), or just below or at it.
+    sizes: list[int] = []
+    for size in (10_000, 11_250, 11_251, 12_000, 30_000, 14_000, 9_000, 4_500, 200_000):
+        sizes += [size] * (ONE_SIZE // 2 + 1)
+    recorder, messages = run(send_in_lockstep(sizes, 12))
+    check(recorder, messages)
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_long_reads_of_scattered_sizes_stay_intact(run: Run, seed: int) -> None:
+    rng = random.Random(seed)
+    sizes = [rng.randrange(4_000, 300_000) for _ in range(120)]
+    sizes += [rng.choice([10_240, 65_536]) for _ in range(120)]
+    recorder, messages = run(send_in_lockstep(sizes, seed))
+    check(recorder, messages)
+
+
+class Collector(asyncio.Protocol):
+    """Keeps every other chunk itself and copies all; resolves at the end of the stream."""
+
+    def __init__(self) -> None:
+        self.copies: list[bytes] = []
+        self.kept: list[tuple[bytes, bytes]] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        copy = bytes(bytearray(data))
+        self.copies.append(copy)
+        if len(self.copies) % 2:
+            self.kept.append((data, copy))
+
+    def eof_received(self) -> bool:
+        self.done.set_result(None)
+        return False
+
+
+async def stream_then_close(chunks: list[bytes], pause_every: int) -> Collector:
+    loop = asyncio.get_running_loop()
+    collectors: list[Collector] = []
+
+    def factory() -> Collector:
+        collectors.append(Collector())
+        return collectors[-1]
+
+    server = await loop.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    for index, chunk in enumerate(chunks):
+        writer.write(chunk)
+        await writer.drain()
+        if index % pause_every == 0:
+            await asyncio.sleep(0.001)  # let the server read what came so far on its own
+    writer.write_eof()
+    await asyncio.wait_for(collectors[0].done, 20)
+    writer.close()
+    await writer.wait_closed()
+    server.close()
+    await server.wait_closed()
+    return collectors[0]
+
+
+@pytest.mark.parametrize("pause_every", [1, 7, 1_000_000], ids=["paced", "bursts", "bulk"])
+def test_a_stream_that_grows_then_ends_arrives_whole(run: Run, pause_every: int) -> None:
+    # Steady 10 KiB chunks (the spare in use), then larger ones and a bulk
+    # tail, then the end of the stream right behind the last bytes: every byte
+    # arrives once, in order, kept chunks untouched, and the end is seen.
+    rng = random.Random(pause_every)
+    chunks = [rng.randbytes(10_240) for _ in range(40)]
+    chunks += [rng.randbytes(rng.randrange(10_000, 120_000)) for _ in range(40)]
+    chunks += [rng.randbytes(1 << 20) for _ in range(6)]
+    collector = run(stream_then_close(chunks, pause_every))
+    assert hashlib.sha256(b"".join(collector.copies)).digest() == hashlib.sha256(
+        b"".join(chunks)
+    ).digest()
+    for data, copy in collector.kept:
+        assert data == copy
+

@@ -69,7 +69,9 @@ cdef extern from *:
        SLIPSTREAM_RECV_COPY bytes) is copied out into a bytes object of its
        size and the cache is kept, as uvloop copies out of its read buffer;
        a long one is handed over without a copy (shrunk to size, as recv()
-       does) and the next read makes a new cache.  Copying costs per byte and
+       does) and the next read makes a new cache (or, reading a stream for
+       the stream engine, receives into the last long read's object:
+       slipstream_recv_stream).  Copying costs per byte and
        the allocation does not, so the two meet at a few KiB.  The cache can
        be static because the GIL is held from the system call to the
        hand-over; a free-threaded build allocates per read instead.
@@ -96,7 +98,7 @@ cdef extern from *:
     static PyObject *slipstream_recv_cache = NULL;
     #endif
 
-    /* Giving a short read's bytes object back.  A copied-out short read is a
+    /* Giving a read's bytes object back.  A copied-out short read is a
        malloc() and a free() of its size, and between 513 bytes and 4 KiB
        that is glibc's slow path (above tcache's 1032 bytes, below pymalloc's
        512): ~400 instructions per 1 KiB read, an eighth of a whole echo round
@@ -112,14 +114,38 @@ cdef extern from *:
        is either that one (alive, so not another at its address) or one of
        its own size.  A read at most half the spare's room gets a fresh
        object instead, so a chunk a protocol keeps never pins more than twice
-       its size. */
+       its size.
+
+       A long read's object comes back the same way, as the *long spare*:
+       see slipstream_recv_stream() for what is done with it. */
     #define SLIPSTREAM_RECV_SPARE_MIN 2  /* 0 and 1 byte reads may be shared singletons */
     static PyObject *slipstream_recv_lent = NULL;  /* compared, never dereferenced */
     static Py_ssize_t slipstream_recv_lent_room = 0;
     #ifndef Py_GIL_DISABLED
     static PyObject *slipstream_recv_spare = NULL;
     static Py_ssize_t slipstream_recv_spare_room = 0;
+    static PyObject *slipstream_recv_long_spare = NULL;
+    static Py_ssize_t slipstream_recv_long_spare_room = 0;
+    static int slipstream_recv_long_fits = 0;
     #endif
+
+    /* Lend data, a bytes object only we hold with room bytes of room, as a
+       read of n bytes: its size, its terminating NUL, no cached hash. */
+    static PyObject *slipstream_recv_lend(PyObject *data, Py_ssize_t n, Py_ssize_t room) {
+        PyBytes_AS_STRING(data)[n] = 0;
+        Py_SET_SIZE(data, n);
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #endif
+        ((PyBytesObject *)data)->ob_shash = -1;
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #endif
+        slipstream_recv_lent = data;
+        slipstream_recv_lent_room = room;
+        return data;
+    }
     static PyObject *slipstream_recv_copy(const char *start, Py_ssize_t n) {
         PyObject *data;
     #ifndef Py_GIL_DISABLED
@@ -128,19 +154,7 @@ cdef extern from *:
                 && n <= slipstream_recv_spare_room && 2 * n > slipstream_recv_spare_room) {
             slipstream_recv_spare = NULL;
             memcpy(PyBytes_AS_STRING(data), start, (size_t)n);
-            PyBytes_AS_STRING(data)[n] = 0;  /* the terminating NUL */
-            Py_SET_SIZE(data, n);
-    #if defined(__GNUC__)
-    #pragma GCC diagnostic push
-    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
-    #endif
-            ((PyBytesObject *)data)->ob_shash = -1;
-    #if defined(__GNUC__)
-    #pragma GCC diagnostic pop
-    #endif
-            slipstream_recv_lent = data;
-            slipstream_recv_lent_room = slipstream_recv_spare_room;
-            return data;
+            return slipstream_recv_lend(data, n, slipstream_recv_spare_room);
         }
     #endif
         data = PyBytes_FromStringAndSize(start, n);
@@ -157,22 +171,67 @@ cdef extern from *:
             return;
         room = data == slipstream_recv_lent ? slipstream_recv_lent_room : PyBytes_GET_SIZE(data);
         slipstream_recv_lent = NULL;
-        if (room < SLIPSTREAM_RECV_SPARE_MIN || room > SLIPSTREAM_RECV_COPY)
+        if (room < SLIPSTREAM_RECV_SPARE_MIN || room > SLIPSTREAM_RECV_CACHE_MAX)
             return;
         Py_INCREF(data);
-        Py_XSETREF(slipstream_recv_spare, data);
-        slipstream_recv_spare_room = room;
+        if (room <= SLIPSTREAM_RECV_COPY) {
+            Py_XSETREF(slipstream_recv_spare, data);
+            slipstream_recv_spare_room = room;
+        } else {
+            Py_XSETREF(slipstream_recv_long_spare, data);
+            slipstream_recv_long_spare_room = room;
+        }
     #endif
     }
 
-    /* recvfrom() into a new bytes object of at most size bytes; the sender's
-       address into addr (NULL: not wanted, which is recv()). */
-    static PyObject *slipstream_recv_from(int fd, Py_ssize_t size,
-                                          struct sockaddr *addr, socklen_t *addrlen) {
-        PyObject *data;
-        ssize_t n;
+    /* recvfrom() into buffer, retried after EINTR (PEP 475): the count, or
+       -1 with an exception set. */
+    static Py_ssize_t slipstream_recvfrom_retrying(int fd, char *buffer, Py_ssize_t size,
+                                                   struct sockaddr *addr, socklen_t *addrlen) {
         socklen_t room = addrlen != NULL ? *addrlen : 0;
-        int error, cached = 0;
+        ssize_t n;
+        int error;
+        for (;;) {
+            if (addrlen != NULL)
+                *addrlen = room;  /* in-out: set again before a retry */
+            n = recvfrom(fd, buffer, (size_t)size, 0, addr, addrlen);
+            if (n >= 0)
+                return (Py_ssize_t)n;
+            error = errno;
+            if (error != EINTR) {
+                slipstream_errno_error(error);
+                return -1;
+            }
+            if (PyErr_CheckSignals() < 0)  /* a handler raised */
+                return -1;
+        }
+    }
+
+    /* The room a long read from a stream is handed over with: an eighth more
+       than it filled (see slipstream_recv_stream), within the block's. */
+    static Py_ssize_t slipstream_recv_long_room(Py_ssize_t n, Py_ssize_t room) {
+        Py_ssize_t wanted = n + n / 8;
+        return wanted < room ? wanted : room;
+    }
+
+    /* Inlined into each caller, where its flags are constants (gcc left it a
+       call once it had two callers: ~35 instructions a read). */
+    #if defined(__GNUC__)
+    #define SLIPSTREAM_INLINE static inline __attribute__((always_inline))
+    #else
+    #define SLIPSTREAM_INLINE static inline
+    #endif
+
+    /* recvfrom() into a new bytes object of at most size bytes; the sender's
+       address into addr (NULL: not wanted, which is recv()).  stream: the
+       caller reads a stream socket and gives its objects back, so a long
+       read is handed over with room to spare. */
+    SLIPSTREAM_INLINE PyObject *slipstream_recv_from(int fd, Py_ssize_t size,
+                                                     struct sockaddr *addr,
+                                                     socklen_t *addrlen, int stream) {
+        PyObject *data;
+        Py_ssize_t n, room;
+        int cached = 0;
     #ifndef Py_GIL_DISABLED
         if (size <= SLIPSTREAM_RECV_CACHE_MAX) {
             if (slipstream_recv_cache == NULL || size > PyBytes_GET_SIZE(slipstream_recv_cache)) {
@@ -191,23 +250,11 @@ cdef extern from *:
             if (data == NULL)
                 return NULL;
         }
-        for (;;) {
-            if (addrlen != NULL)
-                *addrlen = room;  /* in-out: set again before a retry */
-            n = recvfrom(fd, PyBytes_AS_STRING(data), (size_t)size, 0, addr, addrlen);
-            if (n >= 0)
-                break;
-            error = errno;
-            if (error != EINTR) {
-                if (!cached)
-                    Py_DECREF(data);
-                return slipstream_errno_error(error);
-            }
-            if (PyErr_CheckSignals() < 0) {  /* PEP 475: a handler raised */
-                if (!cached)
-                    Py_DECREF(data);
-                return NULL;
-            }
+        n = slipstream_recvfrom_retrying(fd, PyBytes_AS_STRING(data), size, addr, addrlen);
+        if (n < 0) {
+            if (!cached)
+                Py_DECREF(data);
+            return NULL;
         }
     #ifndef Py_GIL_DISABLED
         slipstream_recv_lent = NULL;
@@ -215,14 +262,101 @@ cdef extern from *:
             if (n <= SLIPSTREAM_RECV_COPY)
                 return slipstream_recv_copy(PyBytes_AS_STRING(data), n);
             slipstream_recv_cache = NULL;  /* handed over: the next read makes another */
+            if (stream) {
+                room = slipstream_recv_long_room(n, PyBytes_GET_SIZE(data));
+                if (room != PyBytes_GET_SIZE(data) && _PyBytes_Resize(&data, room) < 0)
+                    return NULL;
+                return slipstream_recv_lend(data, n, room);
+            }
         }
+    #else
+        (void)room;
+        (void)stream;
     #endif
         if (n != PyBytes_GET_SIZE(data) && _PyBytes_Resize(&data, n) < 0)
             return NULL;
         return data;
     }
     static PyObject *slipstream_recv_bytes(int fd, Py_ssize_t size) {
-        return slipstream_recv_from(fd, size, NULL, NULL);
+        return slipstream_recv_from(fd, size, NULL, NULL, 0);
+    }
+
+    /* recv() from a stream socket whose reader gives each object back once
+       done with it (slipstream_recv_recycle): the stream engine's read.
+
+       A long read (over SLIPSTREAM_RECV_COPY bytes) hands the cache itself
+       over, so the next one allocates a new cache: a malloc() of up to
+       256 KiB, a realloc() to shrink the block handed over, and its free()
+       once the protocol is done with it, ~700 instructions of a 10 KiB echo
+       round trip (what rloop pays on every read, the short reads here no
+       longer).  So a long read's object, given back, is the long spare, and
+       the next read receives straight into it, asking the kernel for at
+       most its room: no allocation, no copy.
+
+       Only a stream may be read so.  Receiving less than is queued is
+       harmless there: the rest stays in the kernel, and the transport's
+       watch is level-triggered, so the next poll reports it.  A datagram
+       would be cut short, and sock_recv()'s edge-triggered wait after a
+       short read (backends/epoll.py) would wait for an edge already past,
+       so neither reads through here.
+
+       What keeps it from costing elsewhere:
+       - A read that fills the spare to its room, when the caller asked for
+         more, may have left the rest of a message queued.  Nothing is lost
+         (the next poll reports it), but the message then costs a second
+         turn, a second data_received() and, for a protocol that answers what
+         it is given, a second write: ~1 µs, five times what the spare saves.
+         (A second recv() at once would need to know whether more is queued
+         without taking an error the kernel reports once, and recvmsg() into
+         spare and cache together costs more than it saves: ~250 ns a read.)
+         So the spare is read into only while long reads have kept fitting:
+         SLIPSTREAM_RECV_FITS long reads in a row that fit its room, or would
+         have, counted on the cache's reads too.  Messages of one size fit
+         (a long read leaves the cache with an eighth more room than it
+         filled), and a bulk transfer's reads are all that was asked; growing
+         or scattered sizes read from the cache, as before.
+       - A read that fills at most half the spare's room does not take it:
+         a short one is copied out as ever, a longer one gets the spare
+         shrunk to fit.  A chunk a protocol keeps pins at most an eighth more
+         than its size, or twice it after a shrinking read (as short reads'
+         objects do).
+       - Memory held: the cache, one long spare and one short spare. */
+    #define SLIPSTREAM_RECV_FITS 8
+    static PyObject *slipstream_recv_stream(int fd, Py_ssize_t size) {
+    #ifndef Py_GIL_DISABLED
+        PyObject *spare = slipstream_recv_long_spare, *data;
+        Py_ssize_t room = slipstream_recv_long_spare_room, asked, n;
+        if (spare == NULL)
+            return slipstream_recv_from(fd, size, NULL, NULL, 1);
+        asked = size < room ? size : room;
+        if (slipstream_recv_long_fits < SLIPSTREAM_RECV_FITS) {
+            data = slipstream_recv_from(fd, size, NULL, NULL, 1);
+            if (data != NULL && PyBytes_GET_SIZE(data) > SLIPSTREAM_RECV_COPY) {
+                if (PyBytes_GET_SIZE(data) < asked || asked == size)
+                    slipstream_recv_long_fits++;
+                else
+                    slipstream_recv_long_fits = 0;
+            }
+            return data;
+        }
+        n = slipstream_recvfrom_retrying(fd, PyBytes_AS_STRING(spare), asked, NULL, NULL);
+        if (n < 0)
+            return NULL;
+        slipstream_recv_lent = NULL;
+        if (n <= SLIPSTREAM_RECV_COPY)
+            return slipstream_recv_copy(PyBytes_AS_STRING(spare), n);
+        slipstream_recv_long_spare = NULL;
+        if (n == asked && asked < size) {
+            slipstream_recv_long_fits = 0;  /* filled: maybe more queued (above) */
+        } else if (2 * n <= room) {
+            room = slipstream_recv_long_room(n, room);
+            if (_PyBytes_Resize(&spare, room) < 0)
+                return NULL;
+        }
+        return slipstream_recv_lend(spare, n, room);
+    #else
+        return slipstream_recv_from(fd, size, NULL, NULL, 1);
+    #endif
     }
     /* recvfrom() on an AF_INET socket, as socket.recvfrom returns it: (data,
        (host, port)), the host as inet_ntop() writes it (CPython's own
@@ -233,7 +367,7 @@ cdef extern from *:
         const struct sockaddr_in *inet = (const struct sockaddr_in *)&storage;
         char host[INET_ADDRSTRLEN];
         PyObject *data, *address;
-        data = slipstream_recv_from(fd, size, (struct sockaddr *)&storage, &addrlen);
+        data = slipstream_recv_from(fd, size, (struct sockaddr *)&storage, &addrlen, 0);
         if (data == NULL)
             return NULL;
         if (addrlen == 0) {
@@ -667,6 +801,7 @@ cdef extern from *:
     object slipstream_recvfrom_inet(int fd, Py_ssize_t size)
     object slipstream_sendto_inet(int fd, object data, object address)
     object slipstream_recv_bytes(int fd, Py_ssize_t size)
+    object slipstream_recv_stream(int fd, Py_ssize_t size)
     void slipstream_recv_recycle(object data) noexcept
     PyObject *slipstream_recv_lent
     object slipstream_recv_into(int fd, object buffer)
@@ -743,6 +878,10 @@ cdef inline object recv(object sock, object size):
 cdef inline object recv_sized(object sock, Py_ssize_t size):
     global slipstream_recv_lent
     if 0 < size <= 0x7fffffff and _direct(sock):
+        # The stream engine's read: a stream's may receive into the last
+        # read's object (slipstream_recv_stream); anything else may not.
+        if slipstream_socket_type(sock) & 0xF == SLIPSTREAM_SOCK_STREAM:
+            return slipstream_recv_stream(slipstream_socket_fd(sock), size)
         return slipstream_recv_bytes(slipstream_socket_fd(sock), size)
     # Not lent by us (see slipstream_recv_recycle): never taken for a spare
     # of the last lent object's room, should it sit at that object's address.
