@@ -197,6 +197,10 @@ class StreamEngine:
         if self.loop.get_debug():
             logger.debug("%r resumes reading", self.transport)
 
+    def is_closing(self) -> bool:
+        """The transport's ``is_closing()`` (kept in its slot: see ``SocketTransport``)."""
+        return self.closing
+
     def stop_reading(self) -> None:
         if self.reading:
             self.reading = False
