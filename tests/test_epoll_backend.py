@@ -536,6 +536,31 @@ def test_sock_recv_after_a_short_read_gets_data_sent_between_waits(run: Run) -> 
     assert run(main()) == [b"short", b"between", b"", b""]
 
 
+def test_sock_recv_after_a_short_read_without_a_wait_gets_later_data(run: Run) -> None:
+    # A full read, then a short one made at once (no wait before it: the
+    # socket may hold more after a full read), then data that comes only after
+    # both: the third receive waits without trying, and must be woken.
+    async def main() -> list[bytes]:
+        loop = asyncio.get_running_loop()
+        a, b = tcp_pair()
+        received = []
+        with a, b:
+            b.sendall(b"f" * 100 + b"short")
+            await asyncio.sleep(0.01)  # all of it queued before the first receive
+            received.append(await asyncio.wait_for(loop.sock_recv(a, 100), GUARD))
+            received.append(await asyncio.wait_for(loop.sock_recv(a, 100), GUARD))
+            receiving = asyncio.ensure_future(loop.sock_recv(a, 100))
+            await asyncio.sleep(0.01)  # the loop polls while it waits
+            b.send(b"later")
+            received.append(await asyncio.wait_for(receiving, GUARD))
+            b.send(b"between")
+            await asyncio.sleep(0.01)  # and while nobody waits
+            received.append(await asyncio.wait_for(loop.sock_recv(a, 100), GUARD))
+        return received
+
+    assert run(main()) == [b"f" * 100, b"short", b"later", b"between"]
+
+
 def test_sock_recv_sees_the_end_that_came_with_the_last_data(run: Run) -> None:
     async def main() -> list[bytes]:
         loop = asyncio.get_running_loop()
