@@ -735,3 +735,42 @@ def test_waiting_after_a_short_read_only_where_it_drains() -> None:
             assert backends.wait_after_short_read(unix_b) is not compiled  # blocking
             tcp.close()
             assert backends.wait_after_short_read(tcp) is not compiled  # closed
+
+
+# -- recv_or_none: sock_recv's try before it waits -------------------------------------
+
+
+def test_recv_or_none_is_recv_with_none_for_would_block(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    a, b = pair
+    assert outcome(lambda: a.recv(100))[1][0] is BlockingIOError  # nothing there: would block
+    assert backends.recv_or_none(a, 100) is None
+    b.send(b"payload")
+    assert backends.recv_or_none(a, 100) == b"payload"
+    assert backends.recv_or_none(a, 100) is None
+    sizes: tuple[Any, ...] = (0, -1, 1 << 70, "100")
+    for size in sizes:  # zero as the method answers it; what it refuses, refused alike
+        ours = outcome(functools.partial(backends.recv_or_none, a, size))
+        assert ours == outcome(functools.partial(a.recv, size))
+    b.shutdown(socket.SHUT_WR)
+    assert backends.recv_or_none(a, 100) == b""  # end of stream, not None
+
+
+def test_recv_or_none_raises_every_other_error() -> None:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.close()
+    with a:
+        a.close()
+    assert outcome(lambda: backends.recv_or_none(a, 10)) == ("error", (OSError, errno.EBADF))
+    client, server = tcp_pair()
+    with client, server:
+        client.send(b"unread")
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        server.close()
+        select.select([client], [], [], 5)
+        assert outcome(lambda: backends.recv_or_none(client, 10)) == (
+            "error",
+            (ConnectionResetError, errno.ECONNRESET),
+        )

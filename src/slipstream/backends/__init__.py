@@ -47,6 +47,7 @@ if COMPILED:
     from .socket_calls import (
         recv,
         recv_into,
+        recv_or_none,
         recv_sized,
         recvfrom,
         send,
@@ -59,6 +60,7 @@ else:
     from .syscalls import (
         recv,
         recv_into,
+        recv_or_none,
         recv_sized,
         recvfrom,
         send,
@@ -86,6 +88,7 @@ __all__ = [
     "create_backend",
     "recv",
     "recv_into",
+    "recv_or_none",
     "recv_sized",
     "recvfrom",
     "send",

@@ -21,6 +21,7 @@ from . import syscalls
 __all__ = [
     "recv",
     "recv_into",
+    "recv_or_none",
     "recv_sized",
     "recvfrom",
     "send",
@@ -34,6 +35,11 @@ __all__ = [
 def recv(sock: socket.socket, size: int) -> bytes:
     """``sock.recv(size)``."""
     return syscalls.recv(sock, size)
+
+
+def recv_or_none(sock: socket.socket, size: int) -> bytes | None:
+    """``sock.recv(size)``, or None where it would raise ``BlockingIOError``."""
+    return syscalls.recv_or_none(sock, size)
 
 
 def recv_sized(sock: socket.socket, size: int) -> bytes:

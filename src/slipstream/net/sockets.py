@@ -62,6 +62,7 @@ _T = TypeVar("_T")
 
 # recv/send as compiled system calls where they were built (backends/socket_calls.py).
 _recv = backends.recv
+_recv_or_none = backends.recv_or_none
 _recv_into = backends.recv_into
 _send = backends.send
 _wait_after_short_read = backends.wait_after_short_read
@@ -384,16 +385,20 @@ class SocketOperations(CoreLoop):
         drained = self._sock_recv_drained
         if fd not in drained or type(nbytes) is not int or nbytes <= 0:
             try:
-                data = _recv(sock, nbytes)
-            except (BlockingIOError, InterruptedError):
-                drained.add(fd)
-            else:
-                # A short read here empties the socket as one after a wait
-                # does (_recv_ready): a 100 KiB message read 64 KiB at a time
-                # otherwise paid a failed try per message.
-                if 0 < len(data) < nbytes and _wait_after_short_read(sock):
-                    drained.add(fd)
+                # None, not an exception, when the call would block: the
+                # compiled call then builds no BlockingIOError, whose cost
+                # (~3,500 instructions) a try after a full read still paid,
+                # once per message for one read 64 KiB at a time.  (Marking
+                # the socket drained after a short read here instead would
+                # have spared the call, but made a receive wait a loop turn
+                # for data that arrived since, where asyncio's returns at
+                # once: the stress suite's cancellation fuzz tells them apart.)
+                data = _recv_or_none(sock, nbytes)
+            except InterruptedError:
+                data = None
+            if data is not None:
                 return data
+            drained.add(fd)
         # _sockop_wait, inlined: this wait happens once per message in a
         # request/response loop, and a coroutine frame less is measurable.
         fut: asyncio.Future[bytes] = self.create_future()
