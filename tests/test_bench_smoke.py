@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -109,6 +111,27 @@ def test_python_load_generator_drives_a_web_server() -> None:
     assert "error" not in result, result
     assert result["requests"] > 0
     assert result["server_cpu"] > 0
+
+
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="no C compiler")
+def test_c_reference_server_ignores_sigpipe_and_echoes() -> None:
+    # A load generator that closes connections while the echo is being written
+    # must not kill the C server: SIGPIPE's default action is to end the process.
+    server = start_server("c-epoll", "protocol")
+    try:
+        status = Path(f"/proc/{server.process.pid}/status").read_text().splitlines()
+        ignored = int(next(line for line in status if line.startswith("SigIgn:")).split()[1], 16)
+        assert ignored & (1 << (signal.SIGPIPE - 1))
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as connection:
+            payload = os.urandom(100 * 1024)
+            connection.sendall(payload)
+            echoed = b""
+            while len(echoed) < len(payload):
+                echoed += connection.recv(65536)
+        assert echoed == payload
+        server.check_alive()
+    finally:
+        server.stop()
 
 
 def test_selectors_pick_jobs_by_dotted_parts() -> None:
