@@ -618,19 +618,39 @@ cdef extern from *:
     }
 
     /* epoll_wait() into buffer: the number of events, or -1 with an exception set.
-       A first zero-timeout wait keeps the GIL: on a busy loop it nearly always
-       finds events, and releasing and re-taking the GIL costs more than the
-       system call.  Only a wait that may sleep lets other threads run.  EINTR
-       runs the signal handlers and returns no events (the loop comes back with
-       a fresh timeout), where epoll.poll would retry itself. */
+
+       A wait that may sleep has to let other threads run, and releasing and
+       re-taking the GIL costs ~80 ns.  On a busy loop events are nearly always
+       waiting, so a first zero-timeout wait, GIL kept, finds them for the price
+       of the system call alone.  On a loop that sleeps between requests (most
+       servers, most of the time) that first wait finds nothing: a wasted system
+       call (~200 ns, more on a VM) on every wake-up, one more than uvloop makes.
+       So the first wait is tried only while it pays: after one that found
+       nothing, the next SLIPSTREAM_ZERO_TRY_REST waits that may sleep go
+       straight to sleeping, and then one tries again.  A busy loop keeps
+       finding events and keeps the GIL; an idle one wastes one system call in
+       SLIPSTREAM_ZERO_TRY_REST + 1 wake-ups.  (One count per process, read and
+       written with the GIL held: loops in several threads share it, which
+       costs at most a misjudged wait or two.)
+
+       EINTR runs the signal handlers and returns no events (the loop comes back
+       with a fresh timeout), where epoll.poll would retry itself. */
+    #define SLIPSTREAM_ZERO_TRY_REST 8
+    static int slipstream_zero_try_rest = 0;
     static int slipstream_epoll_wait_count(int epfd, char *buffer, int maxevents, double timeout) {
         struct epoll_event *events = (struct epoll_event *)buffer;
-        int n, error = 0, milliseconds;
+        int n = 0, error = 0, milliseconds;
         if (timeout < 0)
             milliseconds = -1;
         else  /* rounded up, as epoll.poll does: never woken before a timer is due */
             milliseconds = (int)ceil(timeout * 1e3);
-        n = epoll_wait(epfd, events, maxevents, 0);
+        if (milliseconds == 0 || slipstream_zero_try_rest == 0) {
+            n = epoll_wait(epfd, events, maxevents, 0);
+            if (n == 0 && milliseconds != 0)
+                slipstream_zero_try_rest = SLIPSTREAM_ZERO_TRY_REST;
+        } else {
+            slipstream_zero_try_rest--;
+        }
         if (n == 0 && milliseconds != 0) {
             Py_BEGIN_ALLOW_THREADS
             n = epoll_wait(epfd, events, maxevents, milliseconds);
