@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from slipstream.bench import micro
+from slipstream import backends
+from slipstream.bench import micro, perf_syscalls
 from slipstream.bench.instructions import wait_until_asleep
-from slipstream.bench.jobs import load_spec, select_jobs
+from slipstream.bench.jobs import ECHO_MODES, load_spec, select_jobs
 from slipstream.bench.loadgen import complete_response, http_request
 from slipstream.bench.processes import BenchError, run_child, start_server
 from slipstream.bench.report import reference_notes, speedup, table
@@ -234,6 +235,81 @@ def test_instruction_count_runs_under_callgrind(
     assert printed_title.startswith(title)
     assert printed_loop == loop
     assert int(count.replace(",", "")) > 0
+
+
+def test_perf_counts_are_parsed_by_system_call() -> None:
+    text = (
+        "# started on Mon Dec  7 15:00:00 2026\n\n"
+        "3010,,raw_syscalls:sys_enter,2000,100.00,,\n"
+        "1003,,syscalls:sys_enter_epoll_wait,2000,100.00,,\n"
+        "0,,syscalls:sys_enter_read,2000,100.00,,\n"
+        "2000,,syscalls:sys_enter_recvfrom,2000,100.00,,\n"
+        "<not counted>,,syscalls:sys_enter_write,0,0.00,,\n"
+        "7,,cycles,2000,100.00,,\n"
+    )
+    # what the named tracepoints did not count is "other"
+    assert perf_syscalls.parse(text) == {"epoll_wait": 1003, "recvfrom": 2000, "other": 7}
+    assert perf_syscalls.parse(text.replace("3010,", "3003,")) == {
+        "epoll_wait": 1003,
+        "recvfrom": 2000,
+    }
+
+
+def count_syscalls(loop: str, mode: str) -> dict[str, float]:
+    """``instructions --syscalls``, one lockstep echo row on ``loop``: calls per round trip."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    command = [sys.executable, "-m", "slipstream.bench.instructions", "--syscalls"]
+    command += ["--loops", loop, "--only", f"{mode}.1k", "--method", "lockstep", "--trips", "50"]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    title, row = done.stdout.splitlines()
+    assert title == f"echo {ECHO_MODES[mode]} 1k, lockstep: system calls per round trip"
+    # "  asyncio   3.00   (50 round trips)  epoll_wait 1.00, recvfrom 1.00, sendto 1.00"
+    name, total, _ = row.split(maxsplit=2)
+    assert name == loop
+    calls = {
+        call: float(number)
+        for call, number in (item.split() for item in row.split(")", 1)[1].split(","))
+    }
+    assert float(total) == pytest.approx(sum(calls.values()), abs=0.03)
+    return calls
+
+
+needs_perf = pytest.mark.skipif(
+    shutil.which("perf") is None, reason="perf is not installed (Debian: linux-perf)"
+)
+
+
+@needs_perf
+def test_syscall_count_of_a_lockstep_echo_on_asyncio() -> None:
+    if (missing := perf_syscalls.available()) is not None:
+        pytest.skip(missing)
+    # asyncio's Protocol round trip on a server woken by each request: one
+    # wait, one read, one write, nothing else.
+    assert count_syscalls("asyncio", "protocol") == {
+        "epoll_wait": 1.0,
+        "recvfrom": 1.0,
+        "sendto": 1.0,
+    }
+
+
+@needs_perf
+@pytest.mark.parametrize("mode", ["protocol", "streams", "sock"])
+def test_a_sleeping_slipstream_server_mostly_waits_once_a_round_trip(mode: str) -> None:
+    if (missing := perf_syscalls.available()) is not None:
+        pytest.skip(missing)
+    if not backends.COMPILED:
+        pytest.skip("the compiled backend's waits (the pure one calls select.epoll's poll)")
+    # Woken by each request, the loop sleeps at once instead of first peeking
+    # without releasing the GIL, but for one peek in every few wake-ups (see
+    # slipstream_epoll_wait_count): one read, one write, about one wait.
+    calls = count_syscalls("slipstream", mode)
+    assert calls["recvfrom"] == 1.0
+    assert calls["sendto"] == 1.0
+    assert 1.0 <= calls["epoll_wait"] <= 1.2
+    assert set(calls) == {"epoll_wait", "recvfrom", "sendto"}
 
 
 def test_lockstep_waits_for_a_sleeping_server() -> None:

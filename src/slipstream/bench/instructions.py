@@ -69,24 +69,53 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from . import micro
 from .jobs import ECHO_MODES, ECHO_SIZES, WEB_SERVERS, load_spec, run_load_generator
 from .loops import C_REFERENCE, REFERENCES, available_loops
+from .perf_syscalls import SyscallMeter
+from .perf_syscalls import available as syscalls_available
 from .processes import BenchError, Server, c_compiler_available, cores, run_child
 
 DEFAULT_ROWS = ("protocol.1k", "protocol.10k", "streams.1k", "sock.1k")
 METHODS = ("auto", "saturated", "lockstep")
 _TOTALS = re.compile(r"^totals:\s+(\d+)", re.MULTILINE)
 
-# Drives a server under callgrind (instrumentation off at first): warms it up,
-# switches instrumentation on, settles, zeroes the counters, measures, dumps;
-# returns the round trips of the measured part.
-Driver = Callable[[Server], int]
+
+class Meter(Protocol):
+    """What a driver tells the measurement as a run goes through its phases."""
+
+    def warmed_up(self, pid: int) -> None:
+        """The warm-up is over; a settling window follows, then :meth:`start`."""
+
+    def start(self, pid: int) -> None:
+        """The measured part begins."""
+
+    def stop(self, pid: int) -> None:
+        """The measured part has ended."""
+
+
+# Drives a server through a run: warms it up, tells the meter, settles, starts
+# the meter, measures, stops it; returns the round trips of the measured part.
+Driver = Callable[[Server, Meter], int]
 
 
 def callgrind(arguments: list[str]) -> None:
     subprocess.run(["callgrind_control", *arguments], capture_output=True, check=False)
+
+
+class CallgrindMeter:
+    """A server under callgrind, its instrumentation off until the warm-up is over."""
+
+    def warmed_up(self, pid: int) -> None:
+        callgrind(["-i", "on", str(pid)])
+
+    def start(self, pid: int) -> None:
+        callgrind(["-z", str(pid)])  # zero the counters: the settling window is not counted
+
+    def stop(self, pid: int) -> None:
+        callgrind(["-d", str(pid)])  # dump the counts of the measured part
 
 
 def count(loop: str, mode: str, drive: Driver, kind: str = "echo") -> tuple[int, int]:
@@ -107,7 +136,7 @@ def count(loop: str, mode: str, drive: Driver, kind: str = "echo") -> tuple[int,
         ]
         server = start_server(loop, kind, mode, wrapper=wrapper)
         try:
-            requests = drive(server)
+            requests = drive(server, CallgrindMeter())
             server.check_alive()
         finally:
             server.stop()
@@ -118,6 +147,46 @@ def count(loop: str, mode: str, drive: Driver, kind: str = "echo") -> tuple[int,
         return requests, totals[-1]
 
 
+def count_syscalls(
+    loop: str, mode: str, drive: Driver, kind: str = "echo"
+) -> tuple[int, dict[str, int]]:
+    """(round trips, {system call: count}) of ``loop``'s server, measured by ``drive``.
+
+    The server runs at full speed, counted by ``perf stat`` (see
+    :mod:`~slipstream.bench.perf_syscalls`).
+    """
+    from .processes import start_server  # imports slipstream: only when measuring
+
+    meter = SyscallMeter()
+    server = start_server(loop, kind, mode)
+    try:
+        requests = drive(server, meter)
+        server.check_alive()
+    finally:
+        meter.close()
+        server.stop()
+    return requests, meter.counts
+
+
+def _measure(loop: str, mode: str, drive: Driver, kind: str, syscalls: bool) -> str:
+    """One loop's line of a table: its count per round trip (or request), or the error."""
+    unit = "round trips" if kind == "echo" else "requests"
+    try:
+        if not syscalls:
+            requests, instructions = count(loop, mode, drive, kind)
+            return f"{instructions / max(1, requests):>10,.0f}   ({requests:,} {unit})"
+        requests, calls = count_syscalls(loop, mode, drive, kind)
+    except BenchError as exc:
+        return f"error: {exc}"
+    per = max(1, requests)
+    detail = ", ".join(
+        f"{name} {number / per:.2f}"
+        for name, number in sorted(calls.items(), key=lambda item: (-item[1], item[0]))
+        if number / per >= 0.005
+    )
+    return f"{sum(calls.values()) / per:>10.2f}   ({requests:,} {unit})  {detail}"
+
+
 def saturated(size: int, seconds: float, connections: int, load: str = "echo") -> Driver:
     """The load generator, ``connections`` requests in flight, for ``seconds``.
 
@@ -125,14 +194,14 @@ def saturated(size: int, seconds: float, connections: int, load: str = "echo") -
     ``http`` (keep-alive GET requests, the web rows').
     """
 
-    def drive(server: Server) -> int:
+    def drive(server: Server, meter: Meter) -> int:
         spec = load_spec(server, connections, size, warmup=0.0, duration=1.0, mode=load)
-        run_load_generator(spec, timeout=60)  # warm-up, not instrumented
-        callgrind(["-i", "on", str(server.pid)])
+        run_load_generator(spec, timeout=60)  # warm-up, not measured
+        meter.warmed_up(server.pid)
         run_load_generator(dict(spec, duration=0.5), timeout=60)  # settle
-        callgrind(["-z", str(server.pid)])
+        meter.start(server.pid)
         result = run_load_generator(dict(spec, duration=seconds), timeout=seconds + 60)
-        callgrind(["-d", str(server.pid)])
+        meter.stop(server.pid)
         if "error" in result:
             raise BenchError(str(result["error"]))
         return int(result["requests"])
@@ -143,15 +212,15 @@ def saturated(size: int, seconds: float, connections: int, load: str = "echo") -
 def lockstep(size: int, trips: int) -> Driver:
     """``trips`` round trips on one connection, each sent once the server is asleep."""
 
-    def drive(server: Server) -> int:
+    def drive(server: Server, meter: Meter) -> int:
         with socket.create_connection(("127.0.0.1", server.port), timeout=60) as conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            round_trips(conn, server.pid, size, max(10, trips // 4))  # warm-up, not instrumented
-            callgrind(["-i", "on", str(server.pid)])
+            round_trips(conn, server.pid, size, max(10, trips // 4))  # warm-up, not measured
+            meter.warmed_up(server.pid)
             round_trips(conn, server.pid, size, max(10, trips // 10))  # settle
-            callgrind(["-z", str(server.pid)])
+            meter.start(server.pid)
             round_trips(conn, server.pid, size, trips)
-            callgrind(["-d", str(server.pid)])
+            meter.stop(server.pid)
         return trips
 
     return drive
@@ -241,7 +310,8 @@ def _print_micro(names: list[str], loops: list[str], width: int, scale: float) -
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m slipstream.bench.instructions",
-        description="User-space instructions per echo round trip, counted by callgrind.",
+        description="User-space instructions per echo round trip, counted by callgrind"
+        " (or, with --syscalls, system calls, counted by perf).",
     )
     parser.add_argument("--loops", help="comma-separated loops (default: installed + references)")
     parser.add_argument(
@@ -276,8 +346,19 @@ def main(argv: list[str]) -> int:
         default=DEFAULT_MICRO_SCALE,
         help=f"fraction of bench's micro counts for the smaller run ({DEFAULT_MICRO_SCALE})",
     )
+    parser.add_argument(
+        "--syscalls",
+        action="store_true",
+        help="count the server's system calls per round trip instead, each by name (perf stat;"
+        " the server runs at full speed; echo and web rows)",
+    )
     args = parser.parse_args(argv)
-    if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
+    if args.syscalls:
+        missing = syscalls_available()
+        if missing is not None:
+            print(f"error: {missing}", file=sys.stderr)
+            return 2
+    elif shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         print("error: no valgrind (Debian: apt-get install valgrind)", file=sys.stderr)
         return 2
     loops = args.loops.split(",") if args.loops else [*available_loops(), *REFERENCES]
@@ -299,9 +380,14 @@ def main(argv: list[str]) -> int:
                 file=sys.stderr,
             )
             return 2
+    if args.syscalls and micro_names:
+        print("error: --syscalls counts echo and web rows, not micro", file=sys.stderr)
+        return 2
     if not c_compiler_available():
         loops = [loop for loop in loops if loop != C_REFERENCE]
     width = max(len(loop) for loop in loops)
+    what = "system calls" if args.syscalls else "instructions"
+    space = "" if args.syscalls else " (user space)"
     _print_micro(micro_names, loops, width, args.micro_scale)
     for mode, size_name in rows:
         method = args.method
@@ -313,36 +399,23 @@ def main(argv: list[str]) -> int:
             if method == "saturated"
             else lockstep(size, args.trips)
         )
-        print(
-            f"echo {ECHO_MODES[mode]} {size_name}, {method}: "
-            "instructions per round trip (user space)"
-        )
+        print(f"echo {ECHO_MODES[mode]} {size_name}, {method}: {what} per round trip{space}")
         for loop in loops:
             if loop in REFERENCES and mode != "protocol":
                 continue
-            try:
-                requests, instructions = count(loop, mode, drive)
-            except BenchError as exc:
-                print(f"  {loop:<{width}}  error: {exc}", flush=True)
-                continue
-            per_trip = instructions / max(1, requests)
-            print(f"  {loop:<{width}}  {per_trip:>10,.0f}   ({requests:,} round trips)", flush=True)
+            line = _measure(loop, mode, drive, "echo", args.syscalls)
+            print(f"  {loop:<{width}}  {line}", flush=True)
     for server in web_rows:
         drive = saturated(0, args.seconds, args.web_connections, load="http")
         print(
             f"web {WEB_SERVERS[server]}, {args.web_connections} conns, saturated: "
-            "instructions per request (user space)"
+            f"{what} per request{space}"
         )
         for loop in loops:
             if loop in REFERENCES:
                 continue
-            try:
-                requests, instructions = count(loop, "", drive, kind=server)
-            except BenchError as exc:
-                print(f"  {loop:<{width}}  error: {exc}", flush=True)
-                continue
-            per_request = instructions / max(1, requests)
-            print(f"  {loop:<{width}}  {per_request:>10,.0f}   ({requests:,} requests)", flush=True)
+            line = _measure(loop, "", drive, server, args.syscalls)
+            print(f"  {loop:<{width}}  {line}", flush=True)
     return 0
 
 
