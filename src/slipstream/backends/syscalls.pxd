@@ -625,18 +625,20 @@ cdef extern from *:
        of the system call alone.  On a loop that sleeps between requests (most
        servers, most of the time) that first wait finds nothing: a wasted system
        call (~200 ns, more on a VM) on every wake-up, one more than uvloop makes.
-       So the first wait is tried only while it pays: after one that found
-       nothing, the next SLIPSTREAM_ZERO_TRY_REST waits that may sleep go
-       straight to sleeping, and then one tries again.  A busy loop keeps
-       finding events and keeps the GIL; an idle one wastes one system call in
-       SLIPSTREAM_ZERO_TRY_REST + 1 wake-ups.  (One count per process, read and
-       written with the GIL held: loops in several threads share it, which
-       costs at most a misjudged wait or two.)
+       So the first wait is tried only while it pays.  After one that found
+       nothing, the next wait that may sleep goes straight to sleeping; after
+       a second miss in a row, the next two; then four, and so on up to
+       SLIPSTREAM_ZERO_TRY_REST_MAX, until a try finds events again.  A busy
+       loop keeps finding events and keeps the GIL (a rare miss costs it one
+       GIL round trip, ~80 ns); an idle one soon wastes one system call in 65
+       wake-ups.  (One state per process, read and written with the GIL held:
+       loops in several threads share it, which costs at most misjudged waits.)
 
        EINTR runs the signal handlers and returns no events (the loop comes back
        with a fresh timeout), where epoll.poll would retry itself. */
-    #define SLIPSTREAM_ZERO_TRY_REST 8
-    static int slipstream_zero_try_rest = 0;
+    #define SLIPSTREAM_ZERO_TRY_REST_MAX 64
+    static int slipstream_zero_try_rest = 0;     /* waits left to go straight to sleep */
+    static int slipstream_zero_try_backoff = 0;  /* the last rest given; 0 after a hit */
     static int slipstream_epoll_wait_count(int epfd, char *buffer, int maxevents, double timeout) {
         struct epoll_event *events = (struct epoll_event *)buffer;
         int n = 0, error = 0, milliseconds;
@@ -646,8 +648,16 @@ cdef extern from *:
             milliseconds = (int)ceil(timeout * 1e3);
         if (milliseconds == 0 || slipstream_zero_try_rest == 0) {
             n = epoll_wait(epfd, events, maxevents, 0);
-            if (n == 0 && milliseconds != 0)
-                slipstream_zero_try_rest = SLIPSTREAM_ZERO_TRY_REST;
+            if (milliseconds != 0) {
+                if (n == 0) {
+                    slipstream_zero_try_backoff = slipstream_zero_try_backoff == 0 ? 1
+                        : slipstream_zero_try_backoff < SLIPSTREAM_ZERO_TRY_REST_MAX
+                        ? 2 * slipstream_zero_try_backoff : SLIPSTREAM_ZERO_TRY_REST_MAX;
+                    slipstream_zero_try_rest = slipstream_zero_try_backoff;
+                } else {
+                    slipstream_zero_try_backoff = 0;
+                }
+            }
         } else {
             slipstream_zero_try_rest--;
         }
