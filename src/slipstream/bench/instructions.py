@@ -49,6 +49,12 @@ poll, nothing is batched), so lockstep counts compare loops with each other,
 not with saturated counts; ``--method lockstep`` counts the Protocol rows that
 way too, for one table of all three modes.
 
+With ``--syscalls`` the same drivers count the server's *system calls* per
+round trip instead, by name, with the server running at full speed (``perf
+stat``, see :mod:`~slipstream.bench.perf_syscalls`): the kernel's side that
+callgrind cannot see.  In lockstep those counts are exact; saturated, the
+number of waits depends on how often the server catches up with its load.
+
 The micro-benchmarks need no such care: they do no I/O, so their path does not
 depend on speed.  Each runs twice in a child under callgrind, at two
 operation counts, and the difference of the two totals over the difference
