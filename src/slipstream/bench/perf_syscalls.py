@@ -65,6 +65,8 @@ def available() -> str | None:
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[0]
         return f"perf cannot read the syscall tracepoints: {reason}"
+    if len(events()) == 1:
+        return "perf lists none of the syscall tracepoints by name (perf list tracepoint)"
     return None
 
 
