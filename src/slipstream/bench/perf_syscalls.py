@@ -23,6 +23,7 @@ permission to read the tracepoints (root, or ``kernel.perf_event_paranoid``
 
 from __future__ import annotations
 
+import functools
 import os
 import select
 import shutil
@@ -70,12 +71,16 @@ def available() -> str | None:
     return None
 
 
-def events() -> list[str]:
-    """The tracepoints to count: the total, and each name of :data:`NAMED` this kernel has."""
+@functools.cache
+def events() -> tuple[str, ...]:
+    """The tracepoints to count: the total, and each name of :data:`NAMED` this kernel has.
+
+    Asked of ``perf list`` once a process: the kernel's tracepoints do not change.
+    """
     listed = subprocess.run(
         ["perf", "list", "--raw-dump", "tracepoint"], capture_output=True, text=True, check=False
     ).stdout.split()
-    return [TOTAL_EVENT, *(_PREFIX + name for name in NAMED if _PREFIX + name in listed)]
+    return (TOTAL_EVENT, *(_PREFIX + name for name in NAMED if _PREFIX + name in listed))
 
 
 def parse(text: str) -> dict[str, int]:
