@@ -197,15 +197,20 @@ def test_reference_notes_put_slipstream_over_each_floor() -> None:
     ]
 
 
-def count_instructions(*args: str) -> tuple[str, list[str]]:
-    """``slipstream.bench.instructions ARGS``: its title, the last row's loop and count."""
+def run_instructions(*args: str) -> list[str]:
+    """The lines ``python -m slipstream.bench.instructions ARGS`` prints (it must succeed)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     done = subprocess.run(
         [sys.executable, "-m", "slipstream.bench.instructions", *args],
         capture_output=True, text=True, env=env, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    lines = done.stdout.splitlines()
+    return done.stdout.splitlines()
+
+
+def count_instructions(*args: str) -> tuple[str, list[str]]:
+    """``slipstream.bench.instructions ARGS``: its title, the last row's loop and count."""
+    lines = run_instructions(*args)
     return lines[0], lines[-1].split()[:2]
 
 
@@ -256,15 +261,16 @@ def test_perf_counts_are_parsed_by_system_call() -> None:
 
 
 def count_syscalls(loop: str, mode: str) -> dict[str, float]:
-    """``instructions --syscalls``, one lockstep echo row on ``loop``: calls per round trip."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    command = [sys.executable, "-m", "slipstream.bench.instructions", "--syscalls"]
-    command += ["--loops", loop, "--only", f"{mode}.1k", "--method", "lockstep", "--trips", "50"]
-    done = subprocess.run(
-        command, capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    title, row = done.stdout.splitlines()
+    """``instructions --syscalls``, one lockstep echo row on ``loop``: calls per round trip.
+
+    Skips the test where perf cannot count system calls.
+    """
+    if (missing := perf_syscalls.available()) is not None:
+        pytest.skip(missing)
+    title, row = run_instructions(
+        "--syscalls", "--loops", loop, "--only", f"{mode}.1k", "--method", "lockstep",
+        "--trips", "50",
+    )  # fmt: skip
     assert title == f"echo {ECHO_MODES[mode]} 1k, lockstep: system calls per round trip"
     # "  asyncio   3.00   (50 round trips)  epoll_wait 1.00, recvfrom 1.00, sendto 1.00"
     name, total, _ = row.split(maxsplit=2)
@@ -277,15 +283,7 @@ def count_syscalls(loop: str, mode: str) -> dict[str, float]:
     return calls
 
 
-needs_perf = pytest.mark.skipif(
-    shutil.which("perf") is None, reason="perf is not installed (Debian: linux-perf)"
-)
-
-
-@needs_perf
 def test_syscall_count_of_a_lockstep_echo_on_asyncio() -> None:
-    if (missing := perf_syscalls.available()) is not None:
-        pytest.skip(missing)
     # asyncio's Protocol round trip on a server woken by each request: one
     # wait, one read, one write, nothing else.
     assert count_syscalls("asyncio", "protocol") == {
@@ -295,11 +293,8 @@ def test_syscall_count_of_a_lockstep_echo_on_asyncio() -> None:
     }
 
 
-@needs_perf
 @pytest.mark.parametrize("mode", ["protocol", "streams", "sock"])
 def test_a_sleeping_slipstream_server_mostly_waits_once_a_round_trip(mode: str) -> None:
-    if (missing := perf_syscalls.available()) is not None:
-        pytest.skip(missing)
     if not backends.COMPILED:
         pytest.skip("the compiled backend's waits (the pure one calls select.epoll's poll)")
     # Woken by each request, the loop sleeps at once instead of first peeking
