@@ -650,10 +650,11 @@ cdef extern from *:
             n = epoll_wait(epfd, events, maxevents, 0);
             if (milliseconds != 0) {
                 if (n == 0) {
-                    slipstream_zero_try_backoff = slipstream_zero_try_backoff == 0 ? 1
-                        : slipstream_zero_try_backoff < SLIPSTREAM_ZERO_TRY_REST_MAX
-                        ? 2 * slipstream_zero_try_backoff : SLIPSTREAM_ZERO_TRY_REST_MAX;
-                    slipstream_zero_try_rest = slipstream_zero_try_backoff;
+                    /* 1, 2, 4 ... SLIPSTREAM_ZERO_TRY_REST_MAX */
+                    int rest = slipstream_zero_try_backoff ? 2 * slipstream_zero_try_backoff : 1;
+                    if (rest > SLIPSTREAM_ZERO_TRY_REST_MAX)
+                        rest = SLIPSTREAM_ZERO_TRY_REST_MAX;
+                    slipstream_zero_try_backoff = slipstream_zero_try_rest = rest;
                 } else {
                     slipstream_zero_try_backoff = 0;
                 }
